@@ -1,0 +1,1 @@
+"""Local Azure Batch data-plane emulator (never deployed)."""
