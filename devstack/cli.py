@@ -1,0 +1,60 @@
+"""`./dev <command>`: the local stack's commands (see README)."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from devstack import stack
+
+
+def cmd_test(extra: list[str]) -> int:
+    """Run the whole test suite; fixtures start their own Azurite and emulator on free ports."""
+    return subprocess.call([sys.executable, "-m", "pytest", *extra], cwd=stack.ROOT)
+
+
+def cmd_start(_: list[str]) -> int:
+    for c in stack.start():
+        print(f"{c.name:15} pid {c.pid:<7} port {c.port:<6} log {c.log}")
+    print("stack is running; stop it with ./dev stop")
+    return 0
+
+
+def cmd_stop(_: list[str]) -> int:
+    names = stack.stop()
+    print("stopped: " + (", ".join(names) if names else "nothing was running"))
+    return 0
+
+
+def cmd_ps(_: list[str]) -> int:
+    components = stack.running()
+    if not components:
+        print("the local stack is not running (start it with ./dev start or ./dev run)")
+    for c in components:
+        print(f"{c.name:15} pid {c.pid:<7} port {c.port:<6} log {c.log}")
+    return 0
+
+
+COMMANDS = {
+    "test": (cmd_test, "run the test suite (extra arguments go to pytest)"),
+    "start": (cmd_start, "start Azurite, the Batch emulator and the dev Functions host in the background"),
+    "stop": (cmd_stop, "stop the local stack"),
+    "ps": (cmd_ps, "show which parts of the local stack are running"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="./dev", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(f"  {n:8} {h}" for n, (_, h) in COMMANDS.items()))
+    parser.add_argument("command", choices=COMMANDS, metavar="command")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        parser.print_help()
+        return 0
+    args, extra = parser.parse_known_args(argv[:1])
+    return COMMANDS[args.command][0](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
