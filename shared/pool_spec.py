@@ -1,0 +1,116 @@
+"""The standing pool and job the tasks run in.
+
+Pool: a current Ubuntu LTS marketplace image with its matching node agent SKU (the tutorial's
+18.04 is retired), dedicated or Spot (Batch low-priority) nodes, one task slot per core by
+default, `pack` fill so whole nodes go idle and can be released, and an autoscale formula that
+follows pending work from zero. Autoscale alone reacts in >= 5 minutes; the timer (issue 5) is
+what wakes the pool and parks it at zero within about one tick.
+
+Start task: provisions ffmpeg once per node and is a no-op when ffmpeg is already there (the
+local emulator's nodes; a rebooted node). A pinned static binary from FFMPEG_BINARY_URL (checked
+against FFMPEG_SHA256) is preferred; otherwise apt-get with a dpkg lock wait and bounded retries,
+because a fresh Ubuntu VM runs unattended-upgrades at boot and a bare `apt-get install` (the
+tutorial's) fails on the held lock.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from azure.batch import models as batch_models
+
+from .settings import NodePriority, Settings
+
+FFMPEG_RESOURCE_NAME = "ffmpeg"
+
+
+def autoscale_formula(slots_per_node: int, max_nodes: int, priority: NodePriority) -> str:
+    """Nodes = ceil(pending tasks / slots), capped, 0 when idle; scale-in lets tasks finish.
+
+    $PendingTasks = active + running. With a thin sample history (a new or just-woken pool) the
+    last sample decides rather than a constant, so a sample gap never pins a node or strands a
+    task; otherwise the max over 3 minutes avoids shrinking under a burst. Targets are truncated
+    to integers by the service, hence the `+ slots - 1` ceiling (Microsoft's autoscale docs use the
+    same `(tasks + 3) / 4` idiom for 4 tasks per node).
+    """
+    target, other = (("$TargetLowPriorityNodes", "$TargetDedicatedNodes") if priority is NodePriority.SPOT
+                     else ("$TargetDedicatedNodes", "$TargetLowPriorityNodes"))
+    return "\n".join([
+        f"maxNodes = {max_nodes};",
+        f"slotsPerNode = {slots_per_node};",
+        "samplePercent = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 3);",
+        "pending = samplePercent < 70 ? max(0, $PendingTasks.GetSample(1)) "
+        ": max($PendingTasks.GetSample(TimeInterval_Minute * 3));",
+        "nodes = min(maxNodes, (pending + slotsPerNode - 1) / slotsPerNode);",
+        f"{target} = max(0, nodes);",
+        f"{other} = 0;",
+        "$NodeDeallocationOption = taskcompletion;",
+    ])
+
+
+def start_task(settings: Settings) -> batch_models.BatchStartTask:
+    admin = batch_models.UserIdentity(auto_user=batch_models.AutoUserSpecification(
+        scope="pool", elevation_level="admin"))
+    if settings.ffmpeg_binary_url:
+        identity = (batch_models.BatchNodeIdentityReference(resource_id=settings.pool_identity_resource_id)
+                    if settings.pool_identity_resource_id else None)
+        check = (f'echo "{settings.ffmpeg_sha256}  {FFMPEG_RESOURCE_NAME}" | sha256sum -c - >/dev/null; '
+                 if settings.ffmpeg_sha256 else "")
+        script = (
+            'set -e; bin="$AZ_BATCH_NODE_SHARED_DIR/bin"; mkdir -p "$bin"; '
+            f"{check}"
+            f'install -m 0755 {FFMPEG_RESOURCE_NAME} "$bin/ffmpeg.new"; mv -f "$bin/ffmpeg.new" "$bin/ffmpeg"; '
+            '"$bin/ffmpeg" -version >/dev/null'
+        )
+        resources = [batch_models.ResourceFile(http_url=settings.ffmpeg_binary_url, file_path=FFMPEG_RESOURCE_NAME,
+                                               file_mode="0755", identity_reference=identity)]
+    else:
+        apt = "apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
+        script = (
+            "if ! command -v ffmpeg >/dev/null 2>&1; then "
+            "export DEBIAN_FRONTEND=noninteractive; n=0; "
+            f"until {apt} update && {apt} install -y --no-install-recommends ffmpeg; do "
+            'n=$((n+1)); [ "$n" -ge 5 ] && exit 1; sleep 30; done; fi; '
+            "ffmpeg -version >/dev/null"
+        )
+        resources = None
+    return batch_models.BatchStartTask(
+        command_line=f"/bin/sh -c '{script}'",
+        resource_files=resources,
+        user_identity=admin,
+        max_task_retry_count=2,
+        wait_for_success=True,  # no task lands on a node before ffmpeg is there
+    )
+
+
+def build_pool(settings: Settings) -> batch_models.BatchPoolCreateOptions:
+    image = settings.image
+    return batch_models.BatchPoolCreateOptions(
+        id=settings.pool_id,
+        display_name="mp4-to-mp3 ffmpeg pool",
+        vm_size=settings.vm_size,
+        virtual_machine_configuration=batch_models.VirtualMachineConfiguration(
+            image_reference=batch_models.BatchVmImageReference(
+                publisher=image.publisher, offer=image.offer, sku=image.sku, version=image.version),
+            node_agent_sku_id=settings.node_agent_sku_id,
+        ),
+        enable_auto_scale=True,
+        auto_scale_formula=autoscale_formula(settings.task_slots_per_node, settings.max_nodes,
+                                             settings.node_priority),
+        auto_scale_evaluation_interval=timedelta(minutes=settings.autoscale_interval_minutes),
+        task_slots_per_node=settings.task_slots_per_node,
+        task_scheduling_policy=batch_models.BatchTaskSchedulingPolicy(node_fill_type="pack"),
+        start_task=start_task(settings),
+    )
+
+
+def build_job(settings: Settings) -> batch_models.BatchJobCreateOptions:
+    return batch_models.BatchJobCreateOptions(
+        id=settings.job_id,
+        display_name="mp4-to-mp3 conversions",
+        pool_info=batch_models.BatchPoolInfo(pool_id=settings.pool_id),
+        # A standing job: it stays open when it momentarily has no tasks, and one failed file
+        # does not end it.
+        all_tasks_complete_mode="noaction",
+        task_failure_mode="noaction",
+        constraints=batch_models.BatchJobConstraints(max_task_retry_count=settings.task_max_retries),
+    )

@@ -1,0 +1,95 @@
+"""The blob-trigger handler: decide what one blob version is, submit it or record why not.
+
+Plain values in (container, name, ETag, size, content type), one outcome out. Bad input is
+never an exception: it becomes a `skipped` or `rejected` ledger row plus a log line, so the host
+neither retries it nor poisons it. Only infrastructure failures (Batch or Table unavailable after
+the SDK's retries) raise, and then the host's bounded retry is the right response.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from . import naming
+from .access import Clock, NodeAccess, utc_now
+from .gateway import AddOutcome, BatchGateway
+from .ledger import LedgerRow, LedgerStore, State
+from .log import event, get_logger
+from .task_spec import TaskLimits, TaskRequest, build_task
+
+_log = get_logger("submit")
+
+
+@dataclass(frozen=True)
+class BlobVersion:
+    container: str
+    name: str
+    etag: str | None          # None: the blob was gone when the trigger looked
+    size: int | None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    row_key: str
+    reason: str | None = None
+    task: AddOutcome | None = None     # set when a task was submitted
+    ledger_written: bool = False       # False: a row for this version already existed
+
+
+class Submitter:
+    def __init__(self, *, gateway: BatchGateway, ledger: LedgerStore, access: NodeAccess, job_id: str,
+                 limits: TaskLimits, clock: Clock = utc_now) -> None:
+        self._gateway = gateway
+        self._ledger = ledger
+        self._access = access
+        self._job_id = job_id
+        self._limits = limits
+        self._clock = clock
+
+    def handle(self, blob: BlobVersion) -> Outcome:
+        row_key = naming.task_id(blob.name, blob.etag or "")
+        if blob.etag is None:
+            return self._not_submitted(blob, row_key, State.SKIPPED, "blob no longer exists")
+        if not naming.is_mp4(blob.name):
+            return self._not_submitted(blob, row_key, State.SKIPPED, "not an .mp4 file")
+        problem = naming.name_problem(blob.name)
+        if problem is not None:
+            return self._not_submitted(blob, row_key, State.REJECTED, problem.reason)
+        if not blob.size:
+            return self._not_submitted(blob, row_key, State.REJECTED, "zero-byte blob")
+        return self._submit(blob, row_key)
+
+    def _submit(self, blob: BlobVersion, task_id: str) -> Outcome:
+        assert blob.etag is not None
+        request = TaskRequest(task_id=task_id, input_container=blob.container, input_name=blob.name,
+                              input_etag=blob.etag, output_name=naming.output_name(blob.name))
+        task = build_task(request, self._access.for_blob(blob.container, blob.name), self._limits)
+        added = self._gateway.add_task(task)
+        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, request.output_name, task_id))
+        event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
+              etag=blob.etag, size=blob.size, output_name=request.output_name, task=added.value,
+              ledger_row="inserted" if written else "existing")
+        return Outcome(State.QUEUED, task_id, None, added, written)
+
+    def _not_submitted(self, blob: BlobVersion, row_key: str, state: State, reason: str) -> Outcome:
+        written = self._ledger.record(self._row(blob, row_key, state, reason, None, None))
+        level = logging.INFO if state is State.SKIPPED else logging.WARNING
+        # A name too long or hostile for a log line is still logged: log.py quotes and scrubs it.
+        event(_log, level, f"upload.{state.value}", blob_name=naming.printable_name(blob.name), row_key=row_key, etag=blob.etag,
+              size=blob.size, reason=reason, ledger_row="inserted" if written else "existing")
+        return Outcome(state, row_key, reason, None, written)
+
+    def _row(self, blob: BlobVersion, row_key: str, state: State, reason: str | None,
+             output: str | None, task_id: str | None) -> LedgerRow:
+        return LedgerRow(job_id=self._job_id, row_key=row_key, state=state, input_container=blob.container,
+                         input_name=naming.printable_name(blob.name), input_etag=blob.etag, input_size=blob.size,
+                         input_content_type=blob.content_type, output_name=output, task_id=task_id,
+                         recorded_at=self._clock(), reason=reason)
+
+
+def limits_from(mp3_quality: int, max_retries: int, max_wall_clock_minutes: int) -> TaskLimits:
+    return TaskLimits(mp3_quality=mp3_quality, max_retries=max_retries,
+                      max_wall_clock=timedelta(minutes=max_wall_clock_minutes))

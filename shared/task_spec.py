@@ -1,0 +1,116 @@
+"""The Batch task for one blob version: download, ffmpeg to MP3, upload — no user text in a shell.
+
+- The input arrives by resource file at the fixed local name `input.mp4`; the MP3 is written to
+  the fixed local name `output.mp3` and uploaded by output file to the mapped blob path. The
+  command line is a constant except for the integer quality, so no blob name ever reaches
+  `/bin/sh` (the tutorial pasted names unquoted into `bash -c`).
+- ffmpeg: no stdin, audio only (`-vn -sn -dn`), the first audio stream (`-map 0:a:0` fails with
+  "matches no streams" when there is none), libmp3lame VBR quality. Its messages go to
+  `ffmpeg.log`, uploaded with the task's stderr to the logs container under `<task id>/` on
+  failure only.
+- Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime.
+- The output blob carries metadata naming its source (percent-encoded name, ETag, task id) and
+  the content type audio/mpeg, set by upload headers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+from azure.batch import models as batch_models
+
+from .access import TaskStorageAccess
+
+INPUT_FILE = "input.mp4"
+OUTPUT_FILE = "output.mp3"
+FFMPEG_LOG = "ffmpeg.log"
+# Relative to the task's working directory (wd/); the agent writes stdout/stderr one level up.
+TASK_STDERR = "../stderr.txt"
+# Metadata names must be C# identifiers (no hyphens); values are ASCII header text.
+META_SOURCE_NAME = "source_name"
+META_SOURCE_CONTAINER = "source_container"
+META_SOURCE_ETAG = "source_etag"
+META_TASK_ID = "batch_task_id"
+# Blob metadata is capped at 8 KiB in total; a longer encoded name is left to the ledger row.
+_MAX_ENCODED_NAME = 4096
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    task_id: str
+    input_container: str
+    input_name: str
+    input_etag: str
+    output_name: str
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    mp3_quality: int
+    max_retries: int
+    max_wall_clock: timedelta
+
+
+def command_line(mp3_quality: int) -> str:
+    """The task's command: constant text; the shell only provides the log redirection.
+
+    PATH first tries the node-shared bin directory where the pool's start task installs a pinned
+    static ffmpeg (when FFMPEG_BINARY_URL is set), then the system's (apt, or the emulator's)."""
+    if not isinstance(mp3_quality, int) or not 0 <= mp3_quality <= 9:
+        raise ValueError("mp3_quality must be an integer 0..9")
+    ffmpeg = (
+        f"ffmpeg -nostdin -hide_banner -loglevel error -y -i {INPUT_FILE} "
+        f"-map 0:a:0 -vn -sn -dn -c:a libmp3lame -q:a {mp3_quality} -f mp3 {OUTPUT_FILE}"
+    )
+    return f"/bin/sh -c 'PATH=\"$AZ_BATCH_NODE_SHARED_DIR/bin:$PATH\" exec {ffmpeg} 2> {FFMPEG_LOG}'"
+
+
+def source_metadata_headers(request: TaskRequest) -> list[batch_models.OutputFileUploadHeader]:
+    encoded = quote(request.input_name, safe="/")
+    meta = {
+        META_SOURCE_CONTAINER: request.input_container,
+        META_SOURCE_ETAG: request.input_etag,
+        META_TASK_ID: request.task_id,
+    }
+    if len(encoded) <= _MAX_ENCODED_NAME:
+        meta[META_SOURCE_NAME] = encoded
+    headers = [batch_models.OutputFileUploadHeader(name="x-ms-blob-content-type", value="audio/mpeg")]
+    headers += [batch_models.OutputFileUploadHeader(name=f"x-ms-meta-{k}", value=v) for k, v in meta.items()]
+    return headers
+
+
+def build_task(request: TaskRequest, access: TaskStorageAccess, limits: TaskLimits) -> batch_models.BatchTaskCreateOptions:
+    identity = (batch_models.BatchNodeIdentityReference(resource_id=access.identity_resource_id)
+                if access.identity_resource_id else None)
+
+    def to_container(url: str, path: str, headers: list | None = None) -> batch_models.OutputFileDestination:
+        return batch_models.OutputFileDestination(container=batch_models.OutputFileBlobContainerDestination(
+            container_url=url, path=path, identity_reference=identity, upload_headers=headers))
+
+    on_success = batch_models.OutputFileUploadConfiguration(upload_condition="tasksuccess")
+    on_failure = batch_models.OutputFileUploadConfiguration(upload_condition="taskfailure")
+    return batch_models.BatchTaskCreateOptions(
+        id=request.task_id,
+        display_name=request.input_name[:1024],
+        command_line=command_line(limits.mp3_quality),
+        resource_files=[batch_models.ResourceFile(
+            http_url=access.input_url, file_path=INPUT_FILE, identity_reference=identity)],
+        output_files=[
+            batch_models.OutputFile(
+                file_pattern=OUTPUT_FILE,
+                destination=to_container(access.output_container_url, request.output_name,
+                                         source_metadata_headers(request)),
+                upload_options=on_success),
+            batch_models.OutputFile(
+                file_pattern=FFMPEG_LOG,
+                destination=to_container(access.logs_container_url, f"{request.task_id}/{FFMPEG_LOG}"),
+                upload_options=on_failure),
+            batch_models.OutputFile(
+                file_pattern=TASK_STDERR,
+                destination=to_container(access.logs_container_url, f"{request.task_id}/stderr.txt"),
+                upload_options=on_failure),
+        ],
+        constraints=batch_models.BatchTaskConstraints(
+            max_wall_clock_time=limits.max_wall_clock, max_task_retry_count=limits.max_retries),
+    )

@@ -1,0 +1,31 @@
+"""Adapter from the blob trigger's SDK-type binding to the plain-value handler.
+
+The binding hands us an `azure.storage.blob.BlobClient` (azurefunctions-extensions-bindings-blob):
+no bytes are downloaded into the worker, so a 20 GB upload costs the same as a 2 MB one. One
+Get Blob Properties call gives name, ETag, size and content type; a blob deleted before we look
+becomes a `skipped` row, not an exception.
+"""
+from __future__ import annotations
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobClient
+
+from . import runtime
+from .submit import BlobVersion, Outcome
+
+
+def blob_version(client: BlobClient) -> BlobVersion:
+    try:
+        props = client.get_blob_properties()
+    except ResourceNotFoundError:
+        return BlobVersion(container=client.container_name, name=client.blob_name, etag=None, size=None)
+    content_type = props.content_settings.content_type if props.content_settings else None
+    return BlobVersion(container=client.container_name, name=props.name or client.blob_name, etag=props.etag,
+                       size=props.size, content_type=content_type)
+
+
+def on_blob(client: BlobClient) -> Outcome:
+    service = runtime.get_service()
+    version = blob_version(client)
+    service.ensure_output_containers()
+    return service.submitter.handle(version)
