@@ -71,6 +71,7 @@ _TIMESTAMP_MEMBERS: dict[str, Callable[[datetime], int]] = {
     "minute": lambda t: t.minute,
     "second": lambda t: t.second,
 }
+_METRIC_METHODS = frozenset({"GetSample", "GetSamplePercent", "GetSamplePeriod", "Count", "HistoryBeginTime"})
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,8 @@ class _Evaluation:
         target = self._eval(node.target)
         if not isinstance(target, Metric):
             raise evaluation_fault(node.position, f"{type_name(target)} has no method {node.name}")
+        if node.name not in _METRIC_METHODS:
+            raise evaluation_fault(node.position, f"{target.name} has no method {node.name}")
         args = [self._value(arg) for arg in node.args]
         if node.name == "GetSample":
             return self._get_sample(node, target, args)
@@ -294,12 +297,10 @@ class _Evaluation:
             return TimeInterval(target.sample_period.total_seconds())
         if node.name == "Count":
             return float(len(target.samples))
-        if node.name == "HistoryBeginTime":
-            begin = target.history_begin()
-            if begin is None:
-                raise evaluation_fault(node.position, f"{target.name} has no samples")
-            return begin
-        raise evaluation_fault(node.position, f"{target.name} has no method {node.name}")
+        begin = target.history_begin()  # HistoryBeginTime
+        if begin is None:
+            raise evaluation_fault(node.position, f"{target.name} has no samples")
+        return begin
 
     def _get_sample(self, node: nodes.MethodCall, metric: Metric, args: list[object]) -> DoubleVec:
         """GetSample(count) | GetSample(start[, pct]) | GetSample(start, end[, pct]).
