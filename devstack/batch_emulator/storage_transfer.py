@@ -8,6 +8,7 @@ only ever logged or reported through `redact_url`, which drops the SAS query.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,6 +46,33 @@ _CLIENT_OPTIONS: dict[str, int] = {
     "read_timeout": 60,
 }
 _HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class _RedactRequestTargets(logging.Filter):
+    """Drops query strings (a SAS) from URL arguments of HTTP client log records.
+
+    httpx logs each request URL at INFO and urllib3 (under the Storage SDK) each request target at
+    DEBUG, query included; the SDK's own logging policy already redacts, these two do not.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(arg) for arg in record.args)
+        return True
+
+    @staticmethod
+    def _redact(arg: object) -> object:
+        if isinstance(arg, httpx.URL):
+            return redact_url(str(arg))
+        if isinstance(arg, str) and "?" in arg and "=" in arg.partition("?")[2]:
+            return arg.partition("?")[0]
+        return arg
+
+
+for _logger_name in ("httpx", "urllib3.connectionpool"):
+    _client_log = logging.getLogger(_logger_name)
+    if not any(isinstance(existing, _RedactRequestTargets) for existing in _client_log.filters):
+        _client_log.addFilter(_RedactRequestTargets())
 
 FailureKind = Literal[
     "not_found", "access_denied", "timeout", "misc",            # remote side of a download
@@ -267,12 +295,12 @@ def upload_file(container: ContainerClient, blob_name: str, source: Path, option
     """Upload one local file as a block blob (overwriting), streamed in blocks; returns bytes."""
     size = source.stat().st_size
     blob = container.get_blob_client(blob_name)
+    extra = {"headers": options.extra_headers} if options.extra_headers else {}
     try:
         with open(source, "rb") as handle:
             blob.upload_blob(handle, length=size, overwrite=True, max_concurrency=1,
                              content_settings=options.content_settings, metadata=options.metadata,
-                             standard_blob_tier=options.tier, tags=options.tags,
-                             headers=options.extra_headers or None)
+                             standard_blob_tier=options.tier, tags=options.tags, **extra)
     except ResourceNotFoundError as exc:
         if getattr(exc, "error_code", None) == "ContainerNotFound":
             raise TransferFailure("container_not_found", "HTTP 404 ContainerNotFound") from exc
