@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from devstack.batch_emulator.autoscale import EVALUATION_ERROR, AutoScaleError
 from devstack.batch_emulator.autoscale.values import format_double
 
-from .autoscale_helpers import result_values, run
+from .autoscale_helpers import NOW, history, result_values, run
 
 # Exact binary fractions, so the text of a literal is the value itself.
 literals = st.integers(min_value=0, max_value=800).map(lambda n: n / 8)
@@ -153,10 +154,6 @@ def test_aggregates_over_mixed_doubles_and_vectors_agree_with_python(items):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(literals, min_size=1, max_size=60), st.integers(min_value=1, max_value=40))
 def test_get_sample_windows_agree_with_a_direct_count(values, minutes):
-    from datetime import timedelta
-
-    from .autoscale_helpers import NOW, history
-
     samples = {"$PendingTasks": history(values)}
     outcome = run(
         f"w = $PendingTasks.GetSample(TimeInterval_Minute * {minutes});"

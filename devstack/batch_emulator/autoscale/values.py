@@ -8,7 +8,6 @@ objects (see metrics.py).
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -121,7 +120,3 @@ def type_name(value: object) -> str:
     if isinstance(value, Metric):
         return "metric"
     return type(value).__name__
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)
