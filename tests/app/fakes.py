@@ -1,0 +1,68 @@
+"""Test doubles at the app's seams: the Batch gateway, the ledger store, node access."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from azure.batch import models as batch_models
+
+from shared.access import TaskStorageAccess
+from shared.gateway import AddOutcome, TaskCounts, TaskSnapshot
+from shared.ledger import LedgerRow
+
+
+class FakeGateway:
+    """Behaves like the service for ids: case-insensitive uniqueness, TaskExists on repeats."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.tasks: dict[str, batch_models.BatchTaskCreateOptions] = {}
+        self.calls: list[str] = []
+        self.fail_with = fail_with
+
+    def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome:
+        self.calls.append(f"add_task:{task.id}")
+        if self.fail_with is not None:
+            raise self.fail_with
+        key = task.id.lower()
+        if key in self.tasks:
+            return AddOutcome.ALREADY_EXISTS
+        self.tasks[key] = task
+        return AddOutcome.CREATED
+
+    def ensure_pool(self) -> None:
+        self.calls.append("ensure_pool")
+
+    def ensure_job(self) -> None:
+        self.calls.append("ensure_job")
+
+    def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]:
+        return iter(())
+
+    def task_counts(self) -> TaskCounts:
+        return TaskCounts(active=len(self.tasks), running=0, completed=0, succeeded=0, failed=0)
+
+
+class FakeLedger:
+    """Insert-only, like TableLedger: a second insert of the same keys is refused."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], LedgerRow] = {}
+        self.writes = 0
+
+    def record(self, row: LedgerRow) -> bool:
+        self.writes += 1
+        key = (row.job_id, row.row_key)
+        if key in self.rows:
+            return False
+        self.rows[key] = row
+        return True
+
+
+class FakeAccess:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+
+    def for_blob(self, container: str, blob_name: str) -> TaskStorageAccess:
+        self.requests.append((container, blob_name))
+        return TaskStorageAccess(f"https://st/{container}/{len(self.requests)}?sig=secret-in",
+                                 "https://st/output?sig=secret-out", "https://st/logs?sig=secret-logs", None)

@@ -1,0 +1,125 @@
+"""The handler at the gateway seam: what is submitted, skipped or rejected, and what is recorded."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared import naming
+from shared.gateway import AddOutcome, BatchUnavailable
+from shared.ledger import State
+from shared.submit import BlobVersion, Submitter
+from shared.task_spec import TaskLimits
+
+from .fakes import FakeAccess, FakeGateway, FakeLedger
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+ETAG = '"0x8DC0FFEE"'
+
+
+@pytest.fixture
+def parts():
+    gateway, ledger, access = FakeGateway(), FakeLedger(), FakeAccess()
+    submitter = Submitter(gateway=gateway, ledger=ledger, access=access, job_id="jobs",
+                          limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW)
+    return submitter, gateway, ledger, access
+
+
+def blob(name: str, etag: str | None = ETAG, size: int | None = 1000) -> BlobVersion:
+    return BlobVersion(container="input", name=name, etag=etag, size=size, content_type="video/mp4")
+
+
+def test_mp4_is_submitted_and_recorded_queued(parts):
+    submitter, gateway, ledger, access = parts
+    outcome = submitter.handle(blob("shows/ep 1.MP4", size=20 * 1024**3))
+    assert outcome.state is State.QUEUED and outcome.task is AddOutcome.CREATED and outcome.ledger_written
+    task_id = naming.task_id("shows/ep 1.MP4", ETAG)
+    assert outcome.row_key == task_id and list(gateway.tasks) == [task_id.lower()]
+    assert access.requests == [("input", "shows/ep 1.MP4")]
+    row = ledger.rows[("jobs", task_id)]
+    assert (row.state, row.task_id, row.output_name, row.input_size) == (State.QUEUED, task_id, "shows/ep 1.mp3",
+                                                                          20 * 1024**3)
+    entity = row.to_entity()
+    assert entity["PartitionKey"] == "jobs" and entity["RowKey"] == task_id
+    assert entity["InputName"] == "shows/ep 1.MP4" and entity["InputEtag"] == ETAG
+    assert entity["SubmittedAt"] == NOW and entity["State"] == "queued" and entity["JobId"] == "jobs"
+    assert entity["InputSize"].value == 20 * 1024**3 and entity["InputSize"].edm_type.value == "Edm.Int64"
+
+
+def test_duplicate_trigger_is_a_no_op(parts):
+    submitter, gateway, ledger, _ = parts
+    first = submitter.handle(blob("a.mp4"))
+    second = submitter.handle(blob("a.mp4"))
+    assert first.task is AddOutcome.CREATED and second.task is AddOutcome.ALREADY_EXISTS
+    assert len(gateway.tasks) == 1 and len(ledger.rows) == 1 and not second.ledger_written
+
+
+def test_reupload_is_new_work(parts):
+    submitter, gateway, ledger, _ = parts
+    submitter.handle(blob("a.mp4", etag='"0x1"'))
+    submitter.handle(blob("a.mp4", etag='"0x2"'))
+    assert len(gateway.tasks) == 2 and len(ledger.rows) == 2
+
+
+def test_case_only_different_names_are_two_tasks(parts):
+    submitter, gateway, _, _ = parts
+    submitter.handle(blob("Clip.mp4"))
+    submitter.handle(blob("clip.mp4"))
+    assert len(gateway.tasks) == 2
+
+
+def test_steady_state_costs_one_batch_call_and_one_table_write(parts):
+    submitter, gateway, ledger, _ = parts
+    submitter.handle(blob("a.mp4"))
+    assert gateway.calls == [f"add_task:{naming.task_id('a.mp4', ETAG)}"] and ledger.writes == 1
+
+
+@pytest.mark.parametrize("version,state,reason", [
+    (blob("notes.txt"), State.SKIPPED, "not an .mp4 file"),
+    (blob("movie.mov"), State.SKIPPED, "not an .mp4 file"),
+    (blob("gone.mp4", etag=None, size=None), State.SKIPPED, "blob no longer exists"),
+    (blob("empty.mp4", size=0), State.REJECTED, "zero-byte blob"),
+    (blob("a/../secret.mp4"), State.REJECTED, "'..' path segment"),
+    (blob("x" * 1021 + ".mp4"), State.REJECTED, "longer than 1024"),
+    (blob("bad\x07name.mp4"), State.REJECTED, "control"),
+])
+def test_bad_input_is_recorded_not_submitted(parts, caplog, version, state, reason):
+    submitter, gateway, ledger, access = parts
+    with caplog.at_level(logging.INFO, logger="mp4tomp3"):
+        outcome = submitter.handle(version)
+    assert outcome.state is state and reason in outcome.reason
+    assert gateway.calls == [] and access.requests == []
+    row = ledger.rows[("jobs", outcome.row_key)]
+    assert row.state is state and reason in row.reason and row.task_id is None
+    line = caplog.records[-1].getMessage()
+    assert line.startswith(f"upload.{state.value} ") and reason.split("'")[0] in line
+    # Duplicate trigger of the same bad version: no second row.
+    assert not submitter.handle(version).ledger_written and len(ledger.rows) == 1
+
+
+@pytest.mark.parametrize("name", ["$(touch pwned).mp4", "a b/ü;rm -rf.mp4", "'\"`.mp4", "y" * 1020 + ".mp4"])
+def test_hostile_names_are_submitted_with_constant_command(parts, name):
+    submitter, gateway, _, _ = parts
+    outcome = submitter.handle(blob(name))
+    assert outcome.state is State.QUEUED
+    task = gateway.tasks[outcome.row_key.lower()]
+    assert name[:-4] not in task.command_line
+    assert task.output_files[0].destination.container.path == name[:-4] + ".mp3"
+
+
+def test_logs_carry_name_and_task_id_but_never_a_sas(parts, caplog):
+    submitter, _, _, _ = parts
+    with caplog.at_level(logging.INFO, logger="mp4tomp3"):
+        outcome = submitter.handle(blob("a b.mp4"))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert '"a b.mp4"' in text and outcome.row_key in text
+    assert "secret" not in text and "sig=" not in text
+
+
+def test_batch_outage_raises_and_writes_no_row(parts):
+    submitter, gateway, ledger, _ = parts
+    gateway.fail_with = BatchUnavailable("create task failed: HTTP 503 ServerBusy")
+    with pytest.raises(BatchUnavailable):
+        submitter.handle(blob("a.mp4"))
+    assert ledger.rows == {}  # the host retries the invocation; TaskExists then makes it idempotent
