@@ -180,7 +180,8 @@ def _http_chunks(url: str) -> Iterator[bytes]:
             with client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     raise _status_failure(response.status_code, response.headers.get("x-ms-error-code"))
-                yield from response.iter_bytes(CHUNK_BYTES)
+                # As the bytes arrive (not buffered to a chunk size) so a stop is noticed promptly.
+                yield from response.iter_bytes()
     except httpx.TimeoutException as exc:
         raise TransferFailure("timeout", f"timed out reading {redact_url(url)}") from exc
     except httpx.HTTPError as exc:

@@ -6,7 +6,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -363,3 +365,77 @@ def test_upload_to_missing_container_is_a_file_upload_error(blob_service, tmp_pa
     assert "ContainerNotFound" in (outcome.task_dir / "fileuploaderr.txt").read_text()
     with pytest.raises(ResourceNotFoundError):
         gone.get_container_properties()
+
+
+def test_audio_less_input_fails_and_uploads_the_ffmpeg_log(containers, silent_clip, ffmpeg_bin, tmp_path):
+    inputs, outputs, logs = containers("in"), containers("out"), containers("logs")
+    inputs.upload_blob("silent.mp4", silent_clip.read_bytes())
+    task = launch(
+        tmp_path / "node",
+        "/bin/sh -c 'exec ffmpeg -nostdin -loglevel error -y -i input.mp4 -map 0:a:0 -vn -f mp3 output.mp3 "
+        "2> ffmpeg.log'",
+        resource_files=[{"httpUrl": blob_sas_url(inputs, "silent.mp4"), "filePath": "input.mp4"}],
+        output_files=[output("output.mp3", container_sas_url(outputs, write=True, create=True),
+                             path="silent.mp3", condition="tasksuccess"),
+                      output("ffmpeg.log", container_sas_url(logs, write=True, create=True),
+                             path="task-1/ffmpeg.log", condition="taskfailure")],
+        extra_path=[ffmpeg_bin])
+
+    outcome = run(task)
+
+    assert outcome.result == "failure" and outcome.exit_code not in (0, None) and outcome.retryable
+    assert outcome.failure_info["code"] == "FailureExitCode"
+    assert blob_names(outputs) == set()
+    assert b"matches no streams" in logs.download_blob("task-1/ffmpeg.log").readall()
+
+
+@pytest.fixture
+def slow_http_url() -> Iterator[str]:
+    """A plain (non-blob) HTTP server that trickles a body out over ~1.5 seconds."""
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            self.send_response(200)
+            self.send_header("Content-Length", str(6 * 1024))
+            self.end_headers()
+            try:
+                for _ in range(6):
+                    self.wfile.write(b"x" * 1024)
+                    self.wfile.flush()
+                    time.sleep(0.25)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/tool.bin?token=secret"
+    server.shutdown()
+    server.server_close()
+
+
+def test_wall_clock_also_bounds_resource_downloads(slow_http_url, tmp_path):
+    task = launch(tmp_path / "node", "/bin/sh -c 'touch ran.marker'",
+                  resource_files=[{"httpUrl": slow_http_url, "filePath": "bin/tool.bin"}],
+                  wall_clock=timedelta(seconds=0.4))
+
+    began = time.monotonic()
+    outcome = run(task)
+
+    assert time.monotonic() - began < 1.2
+    assert (outcome.failure_info["category"], outcome.failure_info["code"]) == ("servererror", "TaskEnded")
+    assert outcome.exit_code is None                      # the command never started
+    wd = outcome.task_dir / "wd"
+    assert not (wd / "ran.marker").exists()
+    assert list((wd / "bin").iterdir()) == []             # no partial download left behind
+
+
+def test_plain_http_resource_file_downloads(slow_http_url, tmp_path):
+    outcome = run(launch(tmp_path / "node", "/bin/sh -c 'wc -c < bin/tool.bin'",
+                         resource_files=[{"httpUrl": slow_http_url, "filePath": "bin/tool.bin", "fileMode": "0755"}]))
+    assert outcome.result == "success", outcome.failure_info
+    assert (outcome.task_dir / "stdout.txt").read_text().strip() == str(6 * 1024)
+    assert (outcome.task_dir / "wd" / "bin" / "tool.bin").stat().st_mode & 0o777 == 0o755
