@@ -1,0 +1,1 @@
+"""Deployment helpers (never deployed themselves): the app packager and the Batch pool renderer."""
