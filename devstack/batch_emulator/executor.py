@@ -14,6 +14,11 @@ Sources (non-obvious behaviour is cited where it is implemented):
 - [EH]   learn.microsoft.com/azure/batch/error-handling (maxWallClockTime -> TaskEnded)
 - [SDK]  azure-batch 15.1.0 model docstrings: ResourceFile, OutputFile,
          OutputFileBlobContainerDestination, BatchTaskExecutionInfo, BatchTaskConstraints
+
+Emulator choices where the sources are silent: a terminated task (cancel event) reports the
+killed process's 128+SIGKILL exit code and uploads nothing; a pattern without wildcards that
+matches no file is not an error (like a wildcard matching nothing); maxWallClockTime bounds
+downloads and the command, not uploads; a nonzero exit outranks an upload error in failureInfo.
 """
 from __future__ import annotations
 

@@ -31,6 +31,8 @@ from devstack.batch_emulator.executor import (
     run_task,
 )
 
+pytestmark = pytest.mark.integration
+
 IDENTITY = {"resourceId": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ManagedIdentity/"
                           "userAssignedIdentities/batch-nodes"}
 
