@@ -35,11 +35,25 @@ def cmd_ps(_: list[str]) -> int:
     return 0
 
 
+def cmd_run(_: list[str]) -> int:
+    from devstack import demo  # imports the app's package; only needed here
+
+    return demo.run()
+
+
+def cmd_status(extra: list[str]) -> int:
+    from devstack import status_cli
+
+    return status_cli.main(extra)
+
+
 COMMANDS = {
+    "run": (cmd_run, "start the stack, upload sample MP4s and show their conversion live"),
     "test": (cmd_test, "run the test suite (extra arguments go to pytest)"),
     "start": (cmd_start, "start Azurite, the Batch emulator and the dev Functions host in the background"),
     "stop": (cmd_stop, "stop the local stack"),
     "ps": (cmd_ps, "show which parts of the local stack are running"),
+    "status": (cmd_status, "operators' view of the ledger and pool (./dev status --help)"),
 }
 
 
