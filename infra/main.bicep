@@ -103,15 +103,15 @@ param taskMaxWallClockMinutes int = 60
 param nodeSasTtlMinutes int = 240
 
 // ---------------------------------------------------------------- cloud endpoints
-// Defaults follow the cloud the deployment runs in (environment()); override only for a cloud
-// whose values ARM does not report. Azure China: https://login.chinacloudapi.cn/ and
+// Empty = the values of the cloud the deployment runs in (environment()); set them only for a
+// cloud whose values ARM does not report. Azure China: https://login.chinacloudapi.cn/ and
 // https://batch.chinacloudapi.cn/. Storage and Batch endpoints need no parameter: they are read
 // from the created resources (e.g. *.blob.core.chinacloudapi.cn, *.batch.chinacloudapi.cn).
-@description('Entra ID authority host for DefaultAzureCredential (AZURE_AUTHORITY_HOST).')
-param authorityHost string = environment().authentication.loginEndpoint
+@description('Entra ID authority host for DefaultAzureCredential (AZURE_AUTHORITY_HOST); empty: this cloud\'s.')
+param authorityHost string = ''
 
-@description('Entra ID resource of the Batch data plane; the token scope is <resource>/.default.')
-param batchAadResource string = environment().batch
+@description('Entra ID resource of the Batch data plane (token scope <resource>/.default); empty: this cloud\'s.')
+param batchAadResource string = ''
 
 // ---------------------------------------------------------------- names
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -119,10 +119,14 @@ var tags = {
   'azd-env-name': environmentName
 }
 var usePoolIdentity = nodeStorageAccess == 'poolIdentity'
+var effectiveAuthorityHost = !empty(authorityHost) ? authorityHost : environment().authentication.loginEndpoint
+// environment().batch ends with '/', so the scope reads https://batch.core.windows.net//.default,
+// the form azure-batch itself uses by default.
+var effectiveBatchResource = !empty(batchAadResource) ? batchAadResource : environment().batch
 var functionAppName = 'func-${resourceToken}'
 // Flex Consumption reads the app package from this container with the app's identity.
 var deploymentContainerName = 'app-package-${take(resourceToken, 12)}'
-var blobTriggerFunctionName = 'convert_upload'
+var blobTriggerFunctionName = 'process_upload'
 var eventGridTopicName = 'evgt-${resourceToken}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -217,8 +221,8 @@ var appSettings = {
   LEDGER_TABLE: ledgerTableName
   BATCH_ACCOUNT_URL: batch.outputs.url
   BATCH_ACCOUNT_NAME: batch.outputs.name
-  BATCH_TOKEN_SCOPE: '${batchAadResource}/.default'
-  AZURE_AUTHORITY_HOST: authorityHost
+  BATCH_TOKEN_SCOPE: '${effectiveBatchResource}/.default'
+  AZURE_AUTHORITY_HOST: effectiveAuthorityHost
   BATCH_POOL_ID: batchPoolId
   BATCH_JOB_ID: batchJobId
   POOL_VM_SIZE: poolVmSize
