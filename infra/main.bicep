@@ -102,6 +102,19 @@ param taskMaxWallClockMinutes int = 60
 @minValue(15)
 param nodeSasTtlMinutes int = 240
 
+// ---------------------------------------------------------------- timer (shared/timer_settings.py)
+@description('NCRONTAB schedule of the reconcile/scale timer.')
+param timerSchedule string = '0 */1 * * * *'
+@description('Seconds without active or running tasks before the pool is parked at zero nodes.')
+param idleGraceSeconds int = 120
+param autoscaleHandbackSeconds int = 300
+param reconcileOverlapSeconds int = 120
+@description('Seconds between missed-upload sweeps (and completed-task cleanup).')
+param sweepIntervalSeconds int = 600
+param sweepMinAgeSeconds int = 300
+param completedTaskRetentionSeconds int = 3600
+param statusHeartbeatSeconds int = 300
+
 // ---------------------------------------------------------------- cloud endpoints
 // Empty = the values of the cloud the deployment runs in (environment()); set them only for a
 // cloud whose values ARM does not report. Azure China: https://login.chinacloudapi.cn/ and
@@ -119,10 +132,10 @@ var tags = {
   'azd-env-name': environmentName
 }
 var usePoolIdentity = nodeStorageAccess == 'poolIdentity'
-var effectiveAuthorityHost = !empty(authorityHost) ? authorityHost : environment().authentication.loginEndpoint
+var effectiveAuthorityHost = empty(authorityHost) ? environment().authentication.loginEndpoint : authorityHost
 // environment().batch ends with '/', so the scope reads https://batch.core.windows.net//.default,
 // the form azure-batch itself uses by default.
-var effectiveBatchResource = !empty(batchAadResource) ? batchAadResource : environment().batch
+var effectiveBatchResource = empty(batchAadResource) ? environment().batch : batchAadResource
 var functionAppName = 'func-${resourceToken}'
 // Flex Consumption reads the app package from this container with the app's identity.
 var deploymentContainerName = 'app-package-${take(resourceToken, 12)}'
@@ -130,7 +143,7 @@ var blobTriggerFunctionName = 'process_upload'
 var eventGridTopicName = 'evgt-${resourceToken}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
-  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
   location: location
   tags: tags
 }
@@ -239,6 +252,14 @@ var appSettings = {
   TASK_MAX_RETRIES: string(taskMaxRetries)
   TASK_MAX_WALL_CLOCK_MINUTES: string(taskMaxWallClockMinutes)
   NODE_SAS_TTL_MINUTES: string(nodeSasTtlMinutes)
+  TIMER_SCHEDULE: timerSchedule
+  IDLE_GRACE_SECONDS: string(idleGraceSeconds)
+  AUTOSCALE_HANDBACK_SECONDS: string(autoscaleHandbackSeconds)
+  RECONCILE_OVERLAP_SECONDS: string(reconcileOverlapSeconds)
+  SWEEP_INTERVAL_SECONDS: string(sweepIntervalSeconds)
+  SWEEP_MIN_AGE_SECONDS: string(sweepMinAgeSeconds)
+  COMPLETED_TASK_RETENTION_SECONDS: string(completedTaskRetentionSeconds)
+  STATUS_HEARTBEAT_SECONDS: string(statusHeartbeatSeconds)
   // Telemetry with the app's identity (local auth is off on Application Insights).
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${appIdentity.outputs.clientId};Authorization=AAD'

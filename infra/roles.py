@@ -1,0 +1,40 @@
+"""The role table (infra/roles.json) as data, and its Markdown rendering for docs/deploy.md.
+
+    python -m infra.roles   # print the table docs/deploy.md embeds between its roles markers
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROLES_JSON = Path(__file__).resolve().parent / "roles.json"
+PRINCIPALS = {
+    "app": "function app identity (`id-func-…`)",
+    "pool": "Batch pool identity (`id-pool-…`)",
+    "deployer": "you (`AZURE_PRINCIPAL_ID`, set by azd)",
+}
+
+
+def load() -> dict[str, Any]:
+    return json.loads(ROLES_JSON.read_text(encoding="utf-8"))
+
+
+def _scope_text(scope: str) -> str:
+    if scope.startswith("container:"):
+        return f"container `{scope.split(':', 1)[1]}`"
+    return {"storageAccount": "storage account", "batchAccount": "Batch account",
+            "appInsights": "Application Insights"}.get(scope, scope)
+
+
+def render_markdown(table: dict[str, Any] | None = None) -> str:
+    table = table or load()
+    lines = ["| who | role | scope | why |", "|---|---|---|---|"]
+    for grant in table["grants"]:
+        why = grant["why"].replace("|", "\\|")
+        lines.append(f"| {PRINCIPALS[grant['principal']]} | {grant['role']} | {_scope_text(grant['scope'])} | {why} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown())

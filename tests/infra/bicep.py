@@ -1,0 +1,189 @@
+"""Offline reading of the Bicep templates (no Bicep compiler can be installed here).
+
+Two independent parsers: pycep-parser (a Lark grammar of Bicep; gives the template as data:
+parameters, variables, resources, modules, outputs) and tree-sitter-bicep (the tree-sitter
+grammar; any syntax error shows as an ERROR node). On top of them, `Evaluator` computes the
+values of simple expressions (literals, parameters, variables, module outputs, interpolation,
+ternaries, string()/empty()/environment()) so tests can check what the app settings *would be*.
+Anything it does not understand raises, rather than guessing.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tree_sitter
+import tree_sitter_bicep
+from pycep import BicepParser
+
+INFRA = Path(__file__).resolve().parents[2] / "infra"
+MAIN = INFRA / "main.bicep"
+
+
+@functools.lru_cache(maxsize=None)
+def parse(path: Path) -> dict[str, Any]:
+    return BicepParser().parse(text=path.read_text(encoding="utf-8"))
+
+
+def tree_sitter_errors(path: Path) -> list[str]:
+    """Positions of ERROR/MISSING nodes from the tree-sitter grammar (empty: parses cleanly)."""
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+    tree = parser.parse(path.read_bytes())
+    problems: list[str] = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            row, col = node.start_point
+            problems.append(f"{path.name}:{row + 1}:{col + 1}: {node.type}")
+        stack.extend(node.children)
+    return problems
+
+
+def bicep_files() -> list[Path]:
+    return sorted(INFRA.rglob("*.bicep"))
+
+
+def module_path(main: Path, module: dict[str, Any]) -> Path:
+    return (main.parent / module["detail"]["path"]).resolve()
+
+
+# Values a cloud's environment() reports (public cloud; see `az cloud show`).
+PUBLIC_CLOUD_ENVIRONMENT = {
+    "name": "AzureCloud",
+    "batch": "https://batch.core.windows.net/",
+    "authentication": {"loginEndpoint": "https://login.microsoftonline.com/"},
+    "suffixes": {"storage": "core.windows.net"},
+}
+CHINA_CLOUD_ENVIRONMENT = {
+    "name": "AzureChinaCloud",
+    "batch": "https://batch.chinacloudapi.cn/",
+    "authentication": {"loginEndpoint": "https://login.chinacloudapi.cn/"},
+    "suffixes": {"storage": "core.chinacloudapi.cn"},
+}
+
+_INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+class Unsupported(ValueError):
+    """An expression the evaluator does not model; extend it instead of guessing."""
+
+
+@dataclass
+class Evaluator:
+    template: dict[str, Any]
+    module_outputs: dict[str, dict[str, Any]]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=lambda: dict(PUBLIC_CLOUD_ENVIRONMENT))
+
+    def param(self, name: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        spec = self.template["parameters"][name]
+        if "default" not in spec:
+            raise Unsupported(f"parameter {name} has no default; pass it")
+        return self.eval(spec["default"])
+
+    def var(self, name: str) -> Any:
+        return self.eval(self.template["variables"][name]["value"])
+
+    def name(self, text: str) -> Any:
+        if text in self.template.get("parameters", {}):
+            return self.param(text)
+        if text in self.template.get("variables", {}):
+            return self.var(text)
+        raise KeyError(text)
+
+    def dotted(self, parts: list[str]) -> Any:
+        head, *rest = parts
+        if head in self.module_outputs and rest[:1] == ["outputs"]:
+            value: Any = self.module_outputs[head]
+            rest = rest[1:]
+        else:
+            value = self.name(head)
+        for part in rest:
+            value = value[part]
+        return value
+
+    def eval(self, node: Any) -> Any:
+        if isinstance(node, (bool, int, float)) or node is None:
+            return node
+        if isinstance(node, str):
+            # pycep gives identifiers and string literals alike; names win, the rest is literal.
+            if _IDENTIFIER.match(node):
+                try:
+                    return self.name(node)
+                except KeyError:
+                    return node
+            if _DOTTED.match(node):
+                try:
+                    return self.dotted(node.split("."))
+                except KeyError:
+                    return node
+            return _INTERPOLATION.sub(lambda m: str(self._interpolated(m.group(1))), node)
+        if isinstance(node, list):
+            return [self.eval(item) for item in node]
+        if isinstance(node, dict) and "operator" in node:
+            return self._operator(node["operator"])
+        if isinstance(node, dict) and "function" in node:
+            return self._function(node["function"])
+        if isinstance(node, dict):
+            return {key: self.eval(value) for key, value in node.items()}
+        raise Unsupported(repr(node))
+
+    def _interpolated(self, expression: str) -> Any:
+        expression = expression.strip()
+        if _IDENTIFIER.match(expression):
+            return self.name(expression)
+        if _DOTTED.match(expression):
+            return self.dotted(expression.split("."))
+        raise Unsupported(f"interpolation ${{{expression}}}")
+
+    def _accessor_chain(self, op: dict[str, Any]) -> list[Any]:
+        parts: list[Any] = []
+        node: Any = {"operator": op}
+        while isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
+            operands = node["operator"]["operands"]
+            parts.append(operands["operand_1"])
+            node = operands["operand_2"]
+        parts.append(node)
+        return parts
+
+    def _operator(self, op: dict[str, Any]) -> Any:
+        kind, operands = op["type"], op.get("operands", {})
+        if kind == "conditional":
+            return self.eval(operands["true_value"] if self.eval(operands["condition"]) else operands["false_value"])
+        if kind == "not":
+            return not self.eval(operands["bool_value"])
+        if kind in ("equals", "not_equals"):
+            left, right = (self.eval(v) for v in operands.values())
+            return (left == right) if kind == "equals" else (left != right)
+        if kind == "property_accessor":
+            head, *rest = self._accessor_chain(op)
+            if isinstance(head, str) and head in self.module_outputs and rest[:1] == ["outputs"]:
+                value: Any = self.module_outputs[head]
+                rest = rest[1:]
+            else:
+                value = self.eval(head)
+            for part in rest:
+                if not isinstance(part, str):
+                    raise Unsupported(f"computed property access {part!r}")
+                value = value[part]
+            return value
+        raise Unsupported(f"operator {kind}")
+
+    def _function(self, fn: dict[str, Any]) -> Any:
+        kind, params = fn["type"], fn.get("parameters", {})
+        if kind == "environment":
+            return self.environment
+        if kind == "string":
+            value = self.eval(params["value_to_convert"])
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        if kind == "empty":
+            return not self.eval(params["item_to_test"])
+        raise Unsupported(f"function {kind}()")
