@@ -1,0 +1,182 @@
+"""The service's status row: one entity an operator reads in Storage Explorer (partition `~status`,
+row `summary`) - pool size and state, task counts, ledger totals, the last scaling decision, pool
+errors, when the timer last ran - plus the scaling controller's small memory (shared/scaling.py).
+
+Written only when something in it changed, or when the last write is older than the heartbeat,
+so an idle service costs no table write per tick (`LastTickAt` is therefore "at most one heartbeat
+old", and `LastChangeAt` says when the content last changed). Writes replace the entity
+conditionally on the ETag read at the start of the tick; on a conflict (an overlapping tick wrote
+first) the row is re-read and the counters this tick adds are applied to the fresh values once.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from .ledger import STATUS_PARTITION
+from .log import event, get_logger
+from .scaling import ScalingMemory
+
+_log = get_logger("status")
+
+SUMMARY_ROW = "summary"
+_MAX_TEXT = 4000  # a table string property holds 64 KiB; keep the row glanceable
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """Every column of the status row (None = column absent)."""
+
+    PoolId: str | None = None
+    JobId: str | None = None
+    PoolExists: bool | None = None
+    PoolAllocationState: str | None = None
+    PoolAutoscaleEnabled: bool | None = None
+    PoolCurrentNodes: int | None = None
+    PoolTargetNodes: int | None = None
+    NodesIdle: int | None = None
+    NodesRunning: int | None = None
+    NodesStarting: int | None = None
+    NodesUnusable: int | None = None
+    NodesLeaving: int | None = None
+    TasksActive: int | None = None       # queued in Batch (incl. awaiting a retry)
+    TasksRunning: int | None = None
+    TasksCompletedInJob: int | None = None  # still in the job (completed tasks are cleaned up)
+    LedgerSucceeded: int = 0             # rows the reconciler moved to succeeded, cumulative
+    LedgerFailed: int = 0
+    NodesNeeded: int | None = None
+    LastDecision: str | None = None
+    LastActions: str | None = None
+    LastActionAt: datetime | None = None
+    PoolErrors: str | None = None
+    LastTickError: str | None = None
+    Watermark: datetime | None = None
+    IdleSince: datetime | None = None
+    LastPoolChange: datetime | None = None
+    LastAutoscaleEnable: datetime | None = None
+    ReplacementWindowStart: datetime | None = None
+    ReplacementsInWindow: int = 0
+    LastSweepAt: datetime | None = None
+    SweepWatermark: datetime | None = None
+    LastChangeAt: datetime | None = None
+    LastTickAt: datetime | None = None
+
+    @property
+    def memory(self) -> ScalingMemory:
+        return ScalingMemory(idle_since=self.IdleSince, last_pool_change=self.LastPoolChange,
+                             last_autoscale_enable=self.LastAutoscaleEnable,
+                             replacement_window_start=self.ReplacementWindowStart,
+                             replacements_in_window=self.ReplacementsInWindow)
+
+    def with_memory(self, memory: ScalingMemory) -> StatusRecord:
+        return replace(self, IdleSince=memory.idle_since, LastPoolChange=memory.last_pool_change,
+                       LastAutoscaleEnable=memory.last_autoscale_enable,
+                       ReplacementWindowStart=memory.replacement_window_start,
+                       ReplacementsInWindow=memory.replacements_in_window)
+
+    def content(self) -> dict[str, Any]:
+        """Columns that count as a change (everything but the tick/change stamps)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("LastTickAt", "LastChangeAt") and getattr(self, f.name) is not None}
+
+    def to_entity(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {"PartitionKey": STATUS_PARTITION, "RowKey": SUMMARY_ROW}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                value = value[:_MAX_TEXT]
+            if value is not None:
+                entity[f.name] = value
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> StatusRecord:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in entity.items() if k in known}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LoadedStatus:
+    record: StatusRecord
+    etag: str | None  # None: no row yet
+
+
+@dataclass(frozen=True)
+class Increments:
+    succeeded: int = 0
+    failed: int = 0
+
+
+class StatusStore:
+    def __init__(self, table: TableClient, *, heartbeat: timedelta) -> None:
+        self._table = table
+        self._heartbeat = heartbeat
+
+    def load(self) -> LoadedStatus:
+        try:
+            entity = self._table.get_entity(STATUS_PARTITION, SUMMARY_ROW)
+        except ResourceNotFoundError:
+            return LoadedStatus(StatusRecord(), None)
+        return LoadedStatus(StatusRecord.from_entity(dict(entity)), entity.metadata.get("etag"))
+
+    def save(self, loaded: LoadedStatus, new: StatusRecord, increments: Increments, now: datetime) -> bool:
+        """Write `new` (+ counter increments) if it differs from what was loaded or the heartbeat is due.
+
+        `new` is derived from `loaded.record` (it carries the loaded counters); True when written."""
+        new = _add(new, increments)
+        changed = new.content() != loaded.record.content()
+        last_tick = loaded.record.LastTickAt
+        heartbeat_due = last_tick is None or now - last_tick >= self._heartbeat
+        if not changed and not heartbeat_due and loaded.etag is not None:
+            return False
+        new = replace(new, LastTickAt=now, LastChangeAt=now if changed else loaded.record.LastChangeAt)
+        if self._write(new, loaded.etag):
+            return True
+        # Conflict: another tick wrote since our read. Re-read, keep its counters plus ours, write once more.
+        fresh = self.load()
+        merged = replace(new, LedgerSucceeded=fresh.record.LedgerSucceeded + increments.succeeded,
+                         LedgerFailed=fresh.record.LedgerFailed + increments.failed)
+        return self._write(merged, fresh.etag)
+
+    def _write(self, record: StatusRecord, etag: str | None) -> bool:
+        entity = record.to_entity()
+        try:
+            if etag is None:
+                try:
+                    self._table.create_entity(entity)
+                except ResourceNotFoundError:
+                    _create_table(self._table)
+                    self._table.create_entity(entity)
+            else:
+                self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                          match_condition=MatchConditions.IfNotModified)
+            return True
+        except (ResourceExistsError, HttpResponseError) as exc:
+            event(_log, logging.INFO, "status.write_conflict", status=getattr(exc, "status_code", None))
+            return False
+
+
+def _add(record: StatusRecord, inc: Increments) -> StatusRecord:
+    if not inc.succeeded and not inc.failed:
+        return record
+    return replace(record, LedgerSucceeded=record.LedgerSucceeded + inc.succeeded,
+                   LedgerFailed=record.LedgerFailed + inc.failed)
+
+
+def _create_table(table: TableClient) -> None:
+    try:
+        table.create_table()
+    except ResourceExistsError:
+        pass
+
+
+def errors_text(errors: list[str]) -> str | None:
+    return "; ".join(errors)[:_MAX_TEXT] if errors else None
+
