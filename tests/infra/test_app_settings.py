@@ -41,6 +41,11 @@ PLATFORM = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
 
+# Set by the template ahead of the code: the timer function (issue 5) binds %TIMER_SCHEDULE%
+# (shared/timer_settings.py says so) but is not in function_app.py yet. The test below fails as
+# soon as the code reads it, so this list cannot go stale.
+PENDING_IN_CODE = {"TIMER_SCHEDULE"}
+
 PUBLIC_OUTPUTS = {
     "storage": {"name": "stabc", "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/stabc",
                 "blobEndpoint": "https://stabc.blob.core.windows.net/",
@@ -138,8 +143,10 @@ def test_every_setting_the_code_reads_is_set_by_the_template():
 def test_every_template_setting_is_read_by_the_code_or_the_host():
     azure = template_settings()
     read = read_by_code(azure)
-    unread = sorted(set(azure) - read - PLATFORM)
+    unread = sorted(set(azure) - read - PLATFORM - PENDING_IN_CODE)
     assert not unread, f"set in infra/main.bicep but read by nothing: {unread}"
+    now_read = sorted(PENDING_IN_CODE & read)
+    assert not now_read, f"the code reads {now_read} now: remove them from PENDING_IN_CODE"
 
 
 def test_the_deliberately_unset_settings_are_really_absent_and_still_read():
