@@ -223,7 +223,8 @@ class LedgerReader:
         states = list(states)
         if states:
             params.update({f"s{i}": s.value for i, s in enumerate(states)})
-            clauses.append("(" + " or ".join(f"State eq @s{i}" for i in range(len(states))) + ")")
+            # Spaces around the parentheses: the SDK substitutes @names in space-separated words only.
+            clauses.append("( " + " or ".join(f"State eq @s{i}" for i in range(len(states))) + " )")
         upper = _prefix_upper_bound(name_prefix) if name_prefix else None
         if name_prefix:
             # The RowKey is a transformed name (naming.readable_prefix), so the range runs on InputName.
@@ -236,7 +237,7 @@ class LedgerReader:
 
     def matching(self, name_or_task_id: str) -> list[LedgerEntry]:
         """Rows whose input name or task id (RowKey) is exactly this; several versions of a name may match."""
-        query = "PartitionKey eq @pk and (InputName eq @n or RowKey eq @n)"
+        query = "PartitionKey eq @pk and ( InputName eq @n or RowKey eq @n )"
         return [LedgerEntry.from_entity(e) for e in self._query(query, {"pk": self._job_id, "n": name_or_task_id})]
 
     def status_rows(self) -> list[dict[str, Any]]:
