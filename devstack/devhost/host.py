@@ -18,7 +18,7 @@ from .blobs import BlobDispatcher, BlobFunction
 from .clients import StorageClients
 from .clock import Clock, SystemClock
 from .connections import HOST_STORAGE, ResolvedConnection, resolve_connection
-from .discovery import (BLOB_ARG_STREAM, BLOB_TRIGGER, EVENT_GRID_SOURCE, POLLING_SOURCE, DiscoveredFunction,
+from .discovery import (APP_MODULE, BLOB_ARG_STREAM, BLOB_TRIGGER, EVENT_GRID_SOURCE, POLLING_SOURCE, DiscoveredFunction,
                         SkippedFunction, discover)
 from .errors import DevHostError
 from .events import BlobCreated
@@ -81,6 +81,7 @@ class DevHost:
         self._server_thread: threading.Thread | None = None
         self._bound_port: int | None = None
         self._added_sys_path = False
+        self._previous_app_module = sys.modules.get(APP_MODULE)
         self._started = False
 
     # -- public API ------------------------------------------------------------------------
@@ -166,6 +167,7 @@ class DevHost:
         self.options = load_host_options(self.app_dir)
         env = os.environ
         self._added_sys_path = str(self.app_dir) not in sys.path
+        self._previous_app_module = sys.modules.get(APP_MODULE)
         functions, self.skipped = discover(self.app_dir)
         for skipped in self.skipped:
             log.warning("skipping function %s: %s", skipped.name, skipped.reason,
@@ -302,6 +304,11 @@ class DevHost:
         self._overlay.restore()
         if self._added_sys_path and str(self.app_dir) in sys.path:
             sys.path.remove(str(self.app_dir))
+        # Give `import function_app` back to whoever had it (tests import the real app in the same process).
+        if self._previous_app_module is not None:
+            sys.modules[APP_MODULE] = self._previous_app_module
+        else:
+            sys.modules.pop(APP_MODULE, None)
         self._poller = None
         self._server = self._server_thread = None
         self._bound_port = None
