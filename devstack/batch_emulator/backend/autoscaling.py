@@ -1,0 +1,63 @@
+"""Glue between pools and the autoscale formula language: compile with the service's 400s, build the inputs a
+formula sees from the pool's metric samples, and shape results as the pool's `autoScaleRun`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import errors
+from ..autoscale import AutoScaleError, AutoScaleInputs, AutoScaleOutcome, Formula, compile_formula, evaluate
+from ..timeutil import iso
+from .records import PoolRecord
+
+# Metric samples kept per pool: 24 h at the service's 30 s period is enough for any practical look-back.
+MAX_SAMPLES = 2880
+TASK_METRICS = ("$ActiveTasks", "$RunningTasks", "$PendingTasks", "$SucceededTasks", "$FailedTasks")
+NODE_METRICS = ("$CurrentDedicatedNodes", "$CurrentLowPriorityNodes", "$PreemptedNodeCount", "$SampleNodeCount",
+                "$UsableNodeCount")
+DEFAULT_INTERVAL = timedelta(minutes=15)
+MAX_INTERVAL = timedelta(hours=168)
+
+
+def compile_or_400(text: str) -> Formula:
+    """Compile a formula; syntax/length problems are the request's fault (400 with the formula error code)."""
+    try:
+        return compile_formula(text)
+    except AutoScaleError as exc:
+        raise errors.BatchError(400, exc.code, exc.message, [(k, v) for k, v in exc.values]) from None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: dict[str, Any]                  # the autoScaleRun wire object
+    outcome: AutoScaleOutcome | None     # None when the evaluation failed
+
+
+def record_sample(pool: PoolRecord, now: datetime, values: dict[str, float]) -> None:
+    for name, value in values.items():
+        series = pool.samples.setdefault(name, [])
+        series.append((now, float(value)))
+        if len(series) > MAX_SAMPLES:
+            del series[: len(series) - MAX_SAMPLES]
+
+
+def inputs_for(pool: PoolRecord, now: datetime, scalars: dict[str, float], sample_period: timedelta) -> AutoScaleInputs:
+    samples = {name: list(series) for name, series in pool.samples.items()}
+    return AutoScaleInputs(now=now, samples=samples, scalars=scalars, sample_period=sample_period)
+
+
+def run(formula: Formula, inputs: AutoScaleInputs) -> RunResult:
+    timestamp = iso(inputs.now)
+    try:
+        outcome = evaluate(formula, inputs)
+    except AutoScaleError as exc:
+        run_doc: dict[str, Any] = {
+            "timestamp": timestamp,
+            "error": {"code": exc.code, "message": exc.message,
+                      "values": [{"name": k, "value": v} for k, v in exc.values]},
+        }
+        if exc.results:
+            run_doc["results"] = exc.results
+        return RunResult(run_doc, None)
+    return RunResult({"timestamp": timestamp, "results": outcome.results}, outcome)

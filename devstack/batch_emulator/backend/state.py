@@ -1,0 +1,116 @@
+"""The emulator's live state: records, the lock that guards them, write-through persistence, and the wake-up
+signal the scheduler waits on. Knows nothing of HTTP."""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from .. import ids, store
+from ..config import EmulatorConfig
+from ..timeutil import utcnow
+from .records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+
+log = logging.getLogger("devstack.batch_emulator")
+
+
+class State:
+    def __init__(self, config: EmulatorConfig, persistence: store.Store, work_dir: Path) -> None:
+        self.config = config
+        self.store = persistence
+        self.work_dir = work_dir               # node directories live under work_dir/nodes
+        self.account_url = f"http://{config.public_host}:{config.port}"
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.pools: dict[str, PoolRecord] = {}
+        self.jobs: dict[str, JobRecord] = {}
+        # Active tasks in the order they became schedulable (FIFO within a priority); ref -> record.
+        self.active: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._seq = itertools.count(1)
+
+    # --- clock and sequencing ---------------------------------------------------------------------------
+    @staticmethod
+    def now() -> datetime:
+        return utcnow()
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def bump_seq(self, seen: int) -> None:
+        """After loading, continue numbering above the highest persisted sequence."""
+        current = next(self._seq)
+        self._seq = itertools.count(max(current, seen + 1))
+
+    def wake(self) -> None:
+        """Tell the scheduler something changed (caller holds the lock)."""
+        self.changed.notify_all()
+
+    # --- lookups -----------------------------------------------------------------------------------------
+    def pool(self, pool_id: str) -> PoolRecord | None:
+        return self.pools.get(ids.key(pool_id))
+
+    def job(self, job_id: str) -> JobRecord | None:
+        return self.jobs.get(ids.key(job_id))
+
+    def task_by_ref(self, ref: str) -> TaskRecord | None:
+        job_key, _, task_key = ref.partition("/")
+        job = self.jobs.get(job_key)
+        return job.tasks.get(task_key) if job else None
+
+    def node_dir(self, pool_key: str, node_id: str) -> Path:
+        return self.work_dir / "nodes" / pool_key / node_id
+
+    # --- write-through -----------------------------------------------------------------------------------
+    def save_pool(self, pool: PoolRecord) -> None:
+        self.store.put(store.POOL, pool.key, pool.persisted())
+
+    def save_node(self, node: NodeRecord) -> None:
+        self.store.put(store.NODE, node.store_key, node.persisted(), parent=node.pool_key)
+
+    def save_job(self, job: JobRecord) -> None:
+        self.store.put(store.JOB, job.key, job.persisted())
+
+    def save_task(self, task: TaskRecord) -> None:
+        self.store.put(store.TASK, task.ref, task.persisted(), parent=task.job_key)
+
+    def save_tasks(self, tasks: Iterable[TaskRecord]) -> None:
+        items = [(t.ref, t.persisted(), t.job_key) for t in tasks]
+        if items:
+            self.store.put_many(store.TASK, items)
+
+    def forget_pool(self, pool: PoolRecord) -> None:
+        self.pools.pop(pool.key, None)
+        with self.store.batch():
+            self.store.delete_children(store.NODE, pool.key)
+            self.store.delete(store.POOL, pool.key)
+
+    def forget_node(self, pool: PoolRecord, node: NodeRecord) -> None:
+        pool.nodes.pop(node.id, None)
+        self.store.delete(store.NODE, node.store_key)
+
+    def forget_job(self, job: JobRecord) -> None:
+        self.jobs.pop(job.key, None)
+        for task in job.tasks.values():
+            self.active.pop(task.ref, None)
+        with self.store.batch():
+            self.store.delete_children(store.TASK, job.key)
+            self.store.delete(store.JOB, job.key)
+
+    def forget_task(self, task: TaskRecord) -> None:
+        job = self.jobs.get(task.job_key)
+        if job is not None:
+            job.tasks.pop(task.key, None)
+        self.active.pop(task.ref, None)
+        self.store.delete(store.TASK, task.ref)
+
+    # --- active queue ------------------------------------------------------------------------------------
+    def enqueue(self, task: TaskRecord) -> None:
+        self.active[task.ref] = task
+        self.active.move_to_end(task.ref)
+
+    def dequeue(self, task: TaskRecord) -> None:
+        self.active.pop(task.ref, None)
