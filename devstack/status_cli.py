@@ -40,6 +40,7 @@ from shared import naming
 from shared.gateway import AddOutcome, BatchUnavailable, error_code
 from shared.ledger import STATUS_PARTITION, Col, LedgerRow, State
 from shared.log import scrub
+from shared.reconcile import RCol
 from shared.runtime import Service, build_service
 from shared.settings import Settings, SettingsError
 from shared.trigger import blob_version
@@ -162,6 +163,8 @@ class LedgerEntry:
     exit_code: int | None
     failure_category: str | None
     failure_message: str | None
+    failure_code: str | None         # Batch failureInfo code (the reconciler's column)
+    ffmpeg_error: str | None         # ffmpeg's error line from the uploaded log (the reconciler's column)
     retries: int | None
     entity_etag: str | None = field(default=None, repr=False)
 
@@ -192,14 +195,17 @@ class LedgerEntry:
             exit_code=int(exit_code) if exit_code is not None else None,
             failure_category=_text(entity.get(Col.FAILURE_CATEGORY)),
             failure_message=_text(entity.get(Col.FAILURE_MESSAGE)),
+            failure_code=_text(entity.get(RCol.FAILURE_CODE)),
+            ffmpeg_error=_text(entity.get(RCol.FFMPEG_ERROR)),
             retries=int(retries) if retries is not None else None,
             entity_etag=metadata.get("etag"),
         )
 
     @property
     def detail(self) -> str | None:
-        """Why a file is where it is: the failure message, else the trigger's reason."""
-        return self.failure_message or self.reason
+        """Why a file is where it is: ffmpeg's own error line, else Batch's failure message, else the
+        trigger's reason (skipped / rejected)."""
+        return self.ffmpeg_error or self.failure_message or self.reason
 
 
 def _prefix_upper_bound(prefix: str) -> str | None:
@@ -386,8 +392,10 @@ class FailureEntry:
     input_name: str
     state: str
     category: str | None
+    code: str | None
     exit_code: int | None
     message: str | None
+    batch_message: str | None        # Batch's failure message when `message` is ffmpeg's line
     retries: int | None
     task_id: str | None
     updated_at: datetime | None
@@ -416,8 +424,9 @@ def failures_report(service: Service, reader: LedgerReader, limit: int) -> list[
     report = []
     for e in entries:
         logs, prefix = failure_logs(service, e.task_id)
-        report.append(FailureEntry(e.input_name, e.state, e.failure_category, e.exit_code, e.detail,
-                                   e.retries, e.task_id, e.updated_at, logs, prefix))
+        batch_message = e.failure_message if e.failure_message != e.detail else None
+        report.append(FailureEntry(e.input_name, e.state, e.failure_category, e.failure_code, e.exit_code, e.detail,
+                                   batch_message, e.retries, e.task_id, e.updated_at, logs, prefix))
     return report
 
 
@@ -699,13 +708,15 @@ def show_failures(out: Output, report: list[FailureEntry]) -> None:
         out.line("no failed or rejected files", "green")
         return
     table = Table(title="failed and rejected files (newest first)", title_justify="left")
-    for column in ("state", "input", "category", "exit", "message", "logs"):
+    for column in ("state", "input", "category / code", "exit", "message", "logs"):
         table.add_column(column, overflow="fold")
     for f in report:
         logs = "\n".join(f.logs) if f.logs else (f"{f.logs_prefix} (none uploaded)" if f.logs_prefix else None)
         state = _cell(f.state)
         state.stylize("red")
-        table.add_row(state, _cell(f.input_name), _cell(f.category), _cell(f.exit_code), _cell(f.message), _cell(logs))
+        category = " / ".join(x for x in (f.category, f.code) if x) or None
+        message = "\n".join(x for x in (f.message, f.batch_message) if x) or None
+        table.add_row(state, _cell(f.input_name), _cell(category), _cell(f.exit_code), _cell(message), _cell(logs))
     out.table(table)
     counts = Counter(f.state for f in report)
     out.line(", ".join(f"{state} {n}" for state, n in sorted(counts.items())), "bold")

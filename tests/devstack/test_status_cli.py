@@ -7,6 +7,7 @@ Every test gets its own ledger table, job, pool and containers, so tests share o
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -256,3 +257,112 @@ def test_resubmit_asks_first(tmp_path, capsys, monkeypatch, storage_connection_s
     assert code == status_cli.EXIT_INCOMPLETE
     assert "done/broken.mp4" in err and "resubmit them? [y/N]" in err and "nothing resubmitted" in err
     assert out == "" and stack.row(keys["failed"])["State"] == "failed"
+
+
+# -- with the Batch emulator: pool, and resubmit re-running a failed task ----------------------
+
+def emulated(tmp_path: Path, connection_string: str, emulator) -> Stack:
+    return make_stack(tmp_path, connection_string, BATCH_ACCOUNT_URL=emulator.url,
+                      BATCH_ACCOUNT_NAME=emulator.account_name, BATCH_ACCOUNT_KEY=emulator.account_key)
+
+
+def app_service(stack: Stack):
+    """The function app's own composition (submit path and timer) for this stack's settings."""
+    from shared.runtime import build_service
+    from shared.settings import Settings
+    from shared.timer import build_timer_service
+    from shared.timer_settings import TimerSettings
+
+    service = build_service(Settings.from_env(stack.values))
+    timer = build_timer_service(service, TimerSettings.from_env({"IDLE_GRACE_SECONDS": "600"}),
+                                sleep=lambda s: time.sleep(min(s, 0.2)))
+    return service, timer
+
+
+def tick_until(timer, predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        report = timer.tick()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last tick errors: {report.errors}")
+        time.sleep(0.2)
+
+
+def test_pool_before_the_first_upload(tmp_path, capsys, storage_connection_string, batch_emulator_module):
+    stack = emulated(tmp_path, storage_connection_string, batch_emulator_module)
+    code, out, err = cli(capsys, stack, "pool")
+    assert code == 0, err
+    assert f"pool {stack.values['BATCH_POOL_ID']} does not exist yet" in out
+    assert f"job {stack.job_id} does not exist yet" in out and "no status row from the timer yet" in out
+
+
+def test_pool_shows_allocation_nodes_tasks_and_the_timer_status_row(tmp_path, capsys, storage_connection_string,
+                                                                   batch_emulator_module, stereo_clip):
+    stack = emulated(tmp_path, storage_connection_string, batch_emulator_module)
+    service, timer = app_service(stack)
+    service.ensure_output_containers()
+    data = stereo_clip.read_bytes()
+    key = service.submitter.handle(stack.upload("tone.mp4", data)).row_key
+    tick_until(timer, lambda: stack.row(key)["State"] == "succeeded", what="the conversion")
+
+    code, out, err = cli(capsys, stack, "pool", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    pool = report["pool"]
+    assert pool["allocation_state"] in ("steady", "resizing") and pool["vm_size"].lower() == "standard_d2s_v5"
+    assert pool["current_dedicated_nodes"] >= 1 and pool["target_dedicated_nodes"] >= 1
+    assert report["node_counts"]["dedicated"]["total"] == pool["current_dedicated_nodes"]
+    assert report["task_counts"]["succeeded"] == 1 and report["task_counts"]["failed"] == 0
+    summary = next(r for r in report["status_rows"] if r["row"] == "summary")
+    assert summary["PoolId"] == stack.values["BATCH_POOL_ID"] and summary["JobId"] == stack.job_id
+    assert_no_secrets(out)
+
+    code, out, _ = cli(capsys, stack, "pool")
+    assert f"pool {stack.values['BATCH_POOL_ID']}" in out and "dedicated nodes" in out
+    assert "succeeded 1" in out and "timer status row summary" in out and "LastTickAt" in out
+
+
+def test_resubmit_runs_a_failed_task_again(tmp_path, capsys, storage_connection_string, batch_emulator_module,
+                                           silent_clip):
+    stack = emulated(tmp_path, storage_connection_string, batch_emulator_module)
+    service, timer = app_service(stack)
+    service.ensure_output_containers()
+    name = "no audio/silent clip.mp4"
+    key = service.submitter.handle(stack.upload(name, silent_clip.read_bytes())).row_key
+    tick_until(timer, lambda: stack.row(key)["State"] == "failed", what="the first failure")
+    first = service.clients.batch.get_task(stack.job_id, key)
+
+    code, out, _ = cli(capsys, stack, "failures")
+    assert code == 0 and name in out and f"{stack.logs}/{key}/ffmpeg.log" in out
+    failed_row = stack.row(key)
+    # ffmpeg's own error line (the reconciler reads it from the uploaded log) and Batch's category/code.
+    assert failed_row["FfmpegError"] and failed_row["FfmpegError"] in out
+    assert f"usererror / {failed_row['FailureCode']}" in out and str(failed_row[Col.EXIT_CODE]) in out
+
+    resubmitted_at = datetime.now(timezone.utc)
+    code, out, err = cli(capsys, stack, "resubmit", name, "--yes", "--json")
+    assert code == 0, (out, err)
+    [result] = json.loads(out)["results"]
+    assert (result["input_name"], result["task_id"], result["outcome"]) == (name, key, "resubmitted")
+    row = stack.row(key)
+    assert row["State"] == "queued"
+    for column in (Col.FAILURE_MESSAGE, Col.FAILURE_CATEGORY, Col.EXIT_CODE, Col.ENDED_AT, Col.REASON):
+        assert column not in row
+    assert row[Col.INPUT_NAME] == name and row[Col.TASK_ID] == key
+    again = service.clients.batch.get_task(stack.job_id, key)
+    assert again.creation_time > first.creation_time  # a new task under the same id
+    assert_no_secrets(out)
+
+    tick_until(timer, lambda: stack.row(key)["State"] == "failed", what="the second run")
+    rerun = service.clients.batch.get_task(stack.job_id, key)
+    assert rerun.execution_info.start_time >= resubmitted_at - timedelta(seconds=1)
+    assert rerun.execution_info.exit_code != 0
+
+    # Nothing left to resubmit once the blob is gone.
+    stack.blobs.get_blob_client(stack.input, name).delete_blob()
+    code, out, _ = cli(capsys, stack, "resubmit", "--all-failed", "--yes")
+    assert code == status_cli.EXIT_INCOMPLETE and "input_missing" in out
+    assert service.clients.batch.get_task(stack.job_id, key).creation_time == rerun.creation_time
