@@ -6,6 +6,7 @@ Every test gets its own ledger table, job, pool and containers, so tests share o
 """
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -18,13 +19,16 @@ from azure.storage.blob import BlobServiceClient
 
 from devstack import status_cli
 from shared.access import Containers, SasAccess
-from shared.ledger import STATUS_PARTITION, Col, State, TableLedger
+from shared.ledger import Col, TableLedger
 from shared.submit import BlobVersion, Submitter, limits_from
 from tests.app.fakes import FakeGateway
 from tests.app.stack import SAMPLE, unique
 
 pytestmark = pytest.mark.integration
 
+# The well-known Azurite account (public, documented), without endpoints.
+SAMPLE_CONNECTION_HEAD = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+                          "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;")
 SAS_MARKERS = ("sig=", "se=", "AccountKey", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq")
 
 
@@ -252,7 +256,7 @@ def test_resubmit_refuses_what_it_cannot_resubmit(tmp_path, capsys, storage_conn
 def test_resubmit_asks_first(tmp_path, capsys, monkeypatch, storage_connection_string):
     stack = make_stack(tmp_path, storage_connection_string)
     keys = seed_mixed_ledger(stack)
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("n\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     code, out, err = cli(capsys, stack, "resubmit", "--all-failed")
     assert code == status_cli.EXIT_INCOMPLETE
     assert "done/broken.mp4" in err and "resubmit them? [y/N]" in err and "nothing resubmitted" in err
@@ -366,3 +370,27 @@ def test_resubmit_runs_a_failed_task_again(tmp_path, capsys, storage_connection_
     code, out, _ = cli(capsys, stack, "resubmit", "--all-failed", "--yes")
     assert code == status_cli.EXIT_INCOMPLETE and "input_missing" in out
     assert service.clients.batch.get_task(stack.job_id, key).creation_time == rerun.creation_time
+
+
+def test_resubmit_leaves_a_task_that_batch_still_runs(tmp_path, capsys, storage_connection_string,
+                                                      batch_emulator_module, stereo_clip):
+    stack = emulated(tmp_path, storage_connection_string, batch_emulator_module)
+    service, _ = app_service(stack)  # no timer tick: the new pool stays at zero nodes, the task active
+    service.ensure_output_containers()
+    key = service.submitter.handle(stack.upload("waiting.mp4", stereo_clip.read_bytes())).row_key
+    stack.reconciled(key, State="failed", FailureMessage="marked failed by hand")
+    created = service.clients.batch.get_task(stack.job_id, key).creation_time
+    code, out, _ = cli(capsys, stack, "resubmit", "waiting.mp4", "--yes")
+    assert code == status_cli.EXIT_INCOMPLETE and "task_busy" in out and "task is still active" in out
+    assert stack.row(key)["State"] == "failed"
+    assert service.clients.batch.get_task(stack.job_id, key).creation_time == created
+
+
+def test_unreachable_service_is_reported_with_a_hint(capsys):
+    closed = "http://127.0.0.1:9"  # discard port: nothing listens
+    env = {**SAMPLE, "MEDIA_STORAGE": f"{SAMPLE_CONNECTION_HEAD}BlobEndpoint={closed}/devstoreaccount1;"
+                                      f"TableEndpoint={closed}/devstoreaccount1;", "BATCH_ACCOUNT_URL": closed}
+    code = status_cli.main(["files", "--env"], env=env)
+    err = capsys.readouterr().err
+    assert code == status_cli.EXIT_INCOMPLETE and "cannot reach the service" in err and "./dev start" in err
+    assert "AccountKey" not in err
