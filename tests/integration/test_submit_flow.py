@@ -34,7 +34,7 @@ import tests.fixtures.batch_emulator as _emulator_plugin  # noqa: E402
 pytestmark = [
     pytest.mark.integration,
     # Until the emulator's fixture lands these tests cannot run; never a silent pass after that.
-    pytest.mark.skipif(not hasattr(_emulator_plugin, "batch_emulator"), reason="batch_emulator fixture not available"),
+    pytest.mark.skipif(not hasattr(_emulator_plugin, "batch_emulator_module"), reason="batch_emulator fixture not available"),
 ]
 TASK_TIMEOUT = 90.0
 
@@ -50,6 +50,7 @@ class Stack:
     table: TableClient
     connection_string: str
     batch_port: str
+    emulator_data_dir: Path | None
 
     def upload(self, name: str, data: bytes) -> None:
         self.blobs.get_blob_client(self.settings.input_container, name).upload_blob(data, overwrite=True)
@@ -112,22 +113,21 @@ def _make_stack(connection_string: str, emulator, *, nodes: int | None, **overri
     service = build_service(settings, {"transport": transport})
     table = TableClient.from_connection_string(connection_string, table_name=settings.ledger_table)
     return Stack(settings, service, transport, CountingTransport(), batch, blobs, table, connection_string,
-                 emulator.url.rsplit(":", 1)[-1].split("/")[0])
+                 emulator.url.rsplit(":", 1)[-1].split("/")[0], emulator.data_dir)
 
 
 def _teardown(stack: Stack) -> None:
+    """Close clients; the module's emulator (and with it every pool and job here) goes at module end.
+    Keep-alive connections left open would hold up the emulator's shutdown."""
     runtime.set_service(None)
-    for delete, resource in ((stack.batch.delete_job, stack.settings.job_id),
-                             (stack.batch.delete_pool, stack.settings.pool_id)):
-        try:
-            delete(resource)
-        except ResourceNotFoundError:
-            pass
+    stack.service.clients.batch.close()
+    stack.batch.close()
+    stack.transport.close()
 
 
 @pytest.fixture(scope="module")
-def stack(storage_connection_string, batch_emulator):
-    s = _make_stack(storage_connection_string, batch_emulator, nodes=2)
+def stack(storage_connection_string, batch_emulator_module):
+    s = _make_stack(storage_connection_string, batch_emulator_module, nodes=2)
     yield s
     _teardown(s)
 
@@ -205,6 +205,10 @@ def test_hostile_names_produce_the_mp3_and_nothing_executes(stack, stereo_clip, 
         assert stack.row(task_id)["InputName"] == name
     assert not marker.exists()
     assert not (Path.cwd() / "pwned").exists()
+    # Task working directories live under the emulator's data directory: no `pwned` there either.
+    assert stack.emulator_data_dir is not None and stack.emulator_data_dir.exists()
+    assert list(stack.emulator_data_dir.rglob("pwned")) == []
+    assert list(stack.emulator_data_dir.rglob("input.mp4"))  # ... where the inputs did land
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -285,9 +289,9 @@ def test_steady_state_upload_costs_one_batch_call_and_one_table_write(stack, ste
     assert [m for _, m, _ in blob_calls] == ["HEAD"]  # the binding's one Get Blob Properties
 
 
-def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_string, batch_emulator,
+def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_string, batch_emulator_module,
                                                             stereo_clip):
-    s = _make_stack(storage_connection_string, batch_emulator, nodes=1)
+    s = _make_stack(storage_connection_string, batch_emulator_module, nodes=1)
     try:
         for name in ("cold-1.mp4", "cold-2.mp4"):
             s.upload(name, stereo_clip.read_bytes())
@@ -313,8 +317,8 @@ def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_s
 
 # --- deleted before it ran; app-created pool; pool identity ----------------------------------------
 
-def test_blob_deleted_before_its_task_runs_fails_cleanly(storage_connection_string, batch_emulator, stereo_clip):
-    s = _make_stack(storage_connection_string, batch_emulator, nodes=0)
+def test_blob_deleted_before_its_task_runs_fails_cleanly(storage_connection_string, batch_emulator_module, stereo_clip):
+    s = _make_stack(storage_connection_string, batch_emulator_module, nodes=0)
     try:
         s.upload("vanishing.mp4", stereo_clip.read_bytes())
         task_id = s.trigger("vanishing.mp4")
@@ -333,8 +337,8 @@ def test_blob_deleted_before_its_task_runs_fails_cleanly(storage_connection_stri
         _teardown(s)
 
 
-def test_app_creates_an_autoscaled_pool_from_zero(storage_connection_string, batch_emulator, stereo_clip):
-    s = _make_stack(storage_connection_string, batch_emulator, nodes=None)
+def test_app_creates_an_autoscaled_pool_from_zero(storage_connection_string, batch_emulator_module, stereo_clip):
+    s = _make_stack(storage_connection_string, batch_emulator_module, nodes=None)
     try:
         s.upload("first.mp4", stereo_clip.read_bytes())
         task_id = s.trigger("first.mp4")
@@ -351,9 +355,9 @@ def test_app_creates_an_autoscaled_pool_from_zero(storage_connection_string, bat
         _teardown(s)
 
 
-def test_pool_identity_mode_uses_no_sas(storage_connection_string, batch_emulator, stereo_clip):
+def test_pool_identity_mode_uses_no_sas(storage_connection_string, batch_emulator_module, stereo_clip):
     identity = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pool"
-    s = _make_stack(storage_connection_string, batch_emulator, nodes=1, POOL_IDENTITY_RESOURCE_ID=identity)
+    s = _make_stack(storage_connection_string, batch_emulator_module, nodes=1, POOL_IDENTITY_RESOURCE_ID=identity)
     try:
         s.upload("id/clip.mp4", stereo_clip.read_bytes())
         task_id = s.trigger("id/clip.mp4")
@@ -366,8 +370,8 @@ def test_pool_identity_mode_uses_no_sas(storage_connection_string, batch_emulato
         _teardown(s)
 
 
-def test_pool_identity_mode_without_the_pool_fails_loudly(storage_connection_string, batch_emulator, stereo_clip):
-    s = _make_stack(storage_connection_string, batch_emulator, nodes=None, POOL_IDENTITY_RESOURCE_ID="/x/uami")
+def test_pool_identity_mode_without_the_pool_fails_loudly(storage_connection_string, batch_emulator_module, stereo_clip):
+    s = _make_stack(storage_connection_string, batch_emulator_module, nodes=None, POOL_IDENTITY_RESOURCE_ID="/x/uami")
     try:
         s.upload("a.mp4", stereo_clip.read_bytes())
         with pytest.raises(PoolNotProvisioned, match="infrastructure"):
