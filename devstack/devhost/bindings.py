@@ -9,12 +9,15 @@ Blob parameters (see README "Blob parameter types"):
   MP4's bytes" promise testable. `download_blob_content=True` follows the worker.
 - `bytes` / `str`: downloaded, as the worker does.
 - `azurefunctions.extensions.bindings.blob` types (BlobClient, ContainerClient,
-  StorageStreamDownloader): real azure.storage.blob objects for the blob, which is
-  what that extension's converter hands the function; nothing is downloaded.
+  StorageStreamDownloader): built by that extension's own converter from the same
+  `model_binding_data` the host sends ({"Connection", "ContainerName", "BlobName"}),
+  so the function gets exactly the client it gets on Azure; nothing is downloaded.
 """
 from __future__ import annotations
 
 import base64
+import importlib
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +26,7 @@ from azure.core import MatchConditions
 from azure.functions import _abc as azf_abc
 from azure.functions.blob import InputStream
 from azure.functions.timer import TimerRequest
-from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
+from azure.storage.blob import BlobClient, BlobProperties
 
 from .discovery import BLOB_ARG_BYTES, BLOB_ARG_SDK_PREFIX, BLOB_ARG_STR, BLOB_ARG_STREAM, DiscoveredFunction
 from .errors import BlobContentNotLoadedError
@@ -71,7 +74,7 @@ def blob_properties_dict(props: BlobProperties) -> dict[str, Any]:
     }
 
 
-def blob_argument(kind: str, service: BlobServiceClient, client: BlobClient, props: BlobProperties,
+def blob_argument(kind: str, connection_setting: str, client: BlobClient, props: BlobProperties,
                   download: bool) -> Any:
     trigger_path = f"{client.container_name}/{client.blob_name}"  # trigger metadata `BlobTrigger`
     if kind == BLOB_ARG_STREAM:
@@ -85,14 +88,27 @@ def blob_argument(kind: str, service: BlobServiceClient, client: BlobClient, pro
     if kind == BLOB_ARG_STR:
         return _download(client, props).decode("utf-8")
     if kind.startswith(BLOB_ARG_SDK_PREFIX):
-        sdk_type = kind[len(BLOB_ARG_SDK_PREFIX):]
-        if sdk_type == "BlobClient":
-            return client
-        if sdk_type == "ContainerClient":
-            return service.get_container_client(client.container_name)
-        if sdk_type == "StorageStreamDownloader":
-            return client.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+        return sdk_blob_argument(kind[len(BLOB_ARG_SDK_PREFIX):], connection_setting, client.container_name,
+                                 client.blob_name)
     raise ValueError(f"unknown blob argument kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class _ModelBindingData:
+    """The shape of the worker's ModelBindingData message (fields the converter reads)."""
+    content: str
+    version: str = "1.0"
+    source: str = "AzureStorageBlobs"
+    content_type: str = "application/json"
+
+
+def sdk_blob_argument(type_name: str, connection_setting: str, container: str, blob_name: str) -> Any:
+    extension = importlib.import_module("azurefunctions.extensions.bindings.blob")
+    converter = importlib.import_module("azurefunctions.extensions.bindings.blob.blobClientConverter")
+    datum_type = importlib.import_module("azurefunctions.extensions.base").Datum
+    content = json.dumps({"Connection": connection_setting, "ContainerName": container, "BlobName": blob_name})
+    datum = datum_type(value=_ModelBindingData(content), type="model_binding_data")
+    return converter.BlobClientConverter.decode(datum, trigger_metadata=None, pytype=getattr(extension, type_name))
 
 
 def _download(client: BlobClient, props: BlobProperties) -> bytes:

@@ -214,7 +214,7 @@ class BlobDispatcher:
                                 **fields})
                 self._finish(key, "dropped")
                 return
-            result = invoke(fn.function, self._args_builder(fn, service, client, props, attempt),
+            result = invoke(fn.function, self._args_builder(fn, client, props, attempt),
                             reason=f"New blob detected({item.detected_by}): {blob_path}",
                             blob=blob_path, etag=key.etag, attempt=attempt, max_attempts=max_attempts)
             if self._abandoned.is_set():
@@ -225,10 +225,11 @@ class BlobDispatcher:
             last_error = result.error
         self._poison(fn, key, props, last_error)
 
-    def _args_builder(self, fn: BlobFunction, service, client, props: BlobProperties, attempt: int):
+    def _args_builder(self, fn: BlobFunction, client, props: BlobProperties, attempt: int):
         def build(invocation_id: str) -> dict:
-            args = {fn.function.trigger_param: blob_argument(fn.function.trigger_arg_kind or "stream", service,
-                                                              client, props, self._download)}
+            kind = fn.function.trigger_arg_kind or "stream"
+            args = {fn.function.trigger_param: blob_argument(kind, fn.connection.setting, client, props,
+                                                              self._download)}
             if fn.function.wants_context:
                 args["context"] = InvocationContext(fn.function, invocation_id, retry_count=attempt - 1,
                                                     max_retry_count=self._options.max_dequeue_count - 1)

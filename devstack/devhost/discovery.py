@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import logging
 import sys
 import typing
 from collections.abc import Callable
@@ -96,10 +97,14 @@ def find_app(module: ModuleType) -> FunctionRegister:
 
 def discover(app_dir: Path) -> tuple[list[DiscoveredFunction], list[SkippedFunction]]:
     app = find_app(import_function_app(app_dir))
+    root = logging.getLogger()
+    root.addFilter(_drop_auth_level_warning)
     try:
         functions = app.get_functions()  # once: a second call raises (cached bindings)
     except ValueError as exc:
         raise DevHostError(f"function_app.py: {exc}") from exc
+    finally:
+        root.removeFilter(_drop_auth_level_warning)
     found: list[DiscoveredFunction] = []
     skipped: list[SkippedFunction] = []
     for fn in functions:
@@ -123,6 +128,12 @@ def discover(app_dir: Path) -> tuple[list[DiscoveredFunction], list[SkippedFunct
     return found, skipped
 
 
+def _drop_auth_level_warning(record: logging.LogRecord) -> bool:
+    # azure-functions warns "Auth level is not applied to non http function app" for apps without
+    # an HTTP function; it is noise for blob/timer apps.
+    return not str(record.msg).startswith("Auth level is not applied")
+
+
 def _inspect_parameters(name: str, func: Callable[..., typing.Any], trigger) -> tuple[str | None, bool]:
     signature = inspect.signature(func)
     params = signature.parameters
@@ -138,7 +149,8 @@ def _inspect_parameters(name: str, func: Callable[..., typing.Any], trigger) -> 
         hints = {k: p.annotation for k, p in params.items() if p.annotation is not inspect.Parameter.empty}
     annotation = hints.get(trigger.name)
     if trigger.get_binding_name() == TIMER_TRIGGER:
-        if annotation is not None and not (isinstance(annotation, type) and issubclass(annotation, azf_abc.TimerRequest)):
+        is_timer_request = isinstance(annotation, type) and issubclass(annotation, azf_abc.TimerRequest)
+        if annotation is not None and not is_timer_request:
             raise DevHostError(f"function {name!r}: a timer parameter must be annotated func.TimerRequest")
         return None, "context" in params
     return _blob_arg_kind(name, annotation), "context" in params

@@ -18,8 +18,8 @@ from .blobs import BlobDispatcher, BlobFunction
 from .clients import StorageClients
 from .clock import Clock, SystemClock
 from .connections import HOST_STORAGE, ResolvedConnection, resolve_connection
-from .discovery import (APP_MODULE, BLOB_ARG_STREAM, BLOB_TRIGGER, EVENT_GRID_SOURCE, POLLING_SOURCE, DiscoveredFunction,
-                        SkippedFunction, discover)
+from .discovery import (APP_MODULE, BLOB_ARG_STREAM, BLOB_TRIGGER, EVENT_GRID_SOURCE, POLLING_SOURCE,
+                        DiscoveredFunction, SkippedFunction, discover)
 from .errors import DevHostError
 from .events import BlobCreated
 from .hostconfig import HostOptions, load_host_options
@@ -193,8 +193,18 @@ class DevHost:
             listener = TimerListener(timer, status_store, self.clock)
             self._timers.append(listener)
             listener.start()
-        for line in self.describe():
-            log.info(line, extra={"event": "host.function"})
+        for fn in self.blob_functions:
+            log.info("serving %s: blobTrigger %s (source=%s, polled=%s)", fn.name, fn.pattern.path, fn.source,
+                     fn.polled, extra={"event": "host.function", "function": fn.name, "trigger": "blobTrigger",
+                                       "path": fn.pattern.path, "source": fn.source, "polled": fn.polled,
+                                       "connection": fn.connection.setting})
+        for timer in self.timer_functions:
+            log.info("serving %s: timerTrigger '%s'", timer.name, timer.schedule.expression,
+                     extra={"event": "host.function", "function": timer.name, "trigger": "timerTrigger",
+                            "schedule": timer.schedule.expression, "use_monitor": timer.use_monitor,
+                            "run_on_startup": timer.run_on_startup})
+        log.info("dev host started (host id %s, %s)", self.host_id, self.url or "no HTTP port",
+                 extra={"event": "host.started", "host_id": self.host_id, "url": self.url})
 
     def _blob_function(self, fn: DiscoveredFunction, env: Mapping[str, str]) -> BlobFunction:
         where = f"function {fn.name!r}"

@@ -92,6 +92,6 @@ class ContainerPoller:
             except ResourceNotFoundError:
                 if fn.pattern.container not in self._missing_containers:
                     self._missing_containers.add(fn.pattern.container)
-                    log.warning("container %r does not exist yet; %s waits for it", fn.pattern.container, fn.name,
+                    log.info("container %r does not exist yet; %s waits for it", fn.pattern.container, fn.name,
                                 extra={"event": "poll.container_missing", "function": fn.name})
         return queued

@@ -108,7 +108,8 @@ def test_unknown_or_wrong_function_names(eg_host):
     b"[1, 2]",
     b"[]",
     json.dumps([{"eventType": "Microsoft.Storage.BlobCreated", "data": {"eTag": "0x1"}}]).encode(),
-    json.dumps([{"eventType": "Microsoft.Storage.BlobCreated", "data": {"url": "ftp://x/y/z", "eTag": "0x1"}}]).encode(),
+    json.dumps([{"eventType": "Microsoft.Storage.BlobCreated",
+                 "data": {"url": "ftp://x/y/z", "eTag": "0x1"}}]).encode(),
     json.dumps([{"data": {}}]).encode(),
 ])
 def test_malformed_deliveries_get_400_and_the_host_keeps_serving(toy_app, eg_host, blob_service, body):

@@ -111,13 +111,16 @@ class ToyApp:
 
 def write_toy_app(root: Path, connection_string: str, *, schedule: str = "0 0 0 1 1 *",
                   timer_kwargs: str = "", host_json: dict | None = None,
-                  extra_settings: dict[str, str] | None = None, write_settings: bool = True) -> ToyApp:
+                  extra_settings: dict[str, str] | None = None, write_settings: bool = True,
+                  app_source: str | None = None) -> ToyApp:
+    """`app_source` replaces the standard toy app; it is formatted with {calls} and {hold} paths."""
     suffix = uuid.uuid4().hex[:10]
     app_dir = root / f"toy-{suffix}"
     app_dir.mkdir()
     calls, hold = app_dir / "calls.jsonl", app_dir / "hold"
+    source = APP_TEMPLATE if app_source is None else app_source
     (app_dir / "function_app.py").write_text(
-        APP_TEMPLATE.format(calls=str(calls), hold=str(hold), timer_kwargs=timer_kwargs), encoding="utf-8")
+        source.format(calls=str(calls), hold=str(hold), timer_kwargs=timer_kwargs), encoding="utf-8")
     (app_dir / "host.json").write_text(json.dumps(host_json or HOST_JSON), encoding="utf-8")
     settings = {
         "FUNCTIONS_WORKER_RUNTIME": "python",
