@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
@@ -50,7 +51,11 @@ class Stack:
     table: TableClient
     connection_string: str
     batch_port: str
-    emulator_data_dir: Path | None
+    emulator: Any  # tests.fixtures.batch_emulator.BatchEmulator
+
+    @property
+    def emulator_data_dir(self) -> Path | None:
+        return self.emulator.data_dir
 
     def upload(self, name: str, data: bytes) -> None:
         self.blobs.get_blob_client(self.settings.input_container, name).upload_blob(data, overwrite=True)
@@ -113,7 +118,7 @@ def _make_stack(connection_string: str, emulator, *, nodes: int | None, **overri
     service = build_service(settings, {"transport": transport})
     table = TableClient.from_connection_string(connection_string, table_name=settings.ledger_table)
     return Stack(settings, service, transport, CountingTransport(), batch, blobs, table, connection_string,
-                 emulator.url.rsplit(":", 1)[-1].split("/")[0], emulator.data_dir)
+                 emulator.url.rsplit(":", 1)[-1].split("/")[0], emulator)
 
 
 def _teardown(stack: Stack) -> None:
@@ -276,9 +281,11 @@ def test_steady_state_upload_costs_one_batch_call_and_one_table_write(stack, ste
     stack.trigger("warm.mp4")                       # the process is warm after earlier tests anyway
     stack.upload("steady.mp4", stereo_clip.read_bytes())
     app_mark, blob_mark = stack.transport.mark(), stack.blob_transport.mark()
+    served_before = stack.emulator.stats()
     runtime.set_service(stack.service)
     function_app.process_upload(BlobClient.from_connection_string(
         stack.connection_string, stack.settings.input_container, "steady.mp4", transport=stack.blob_transport))
+    served_after = stack.emulator.stats()
     app_calls = stack.transport.since(app_mark)
     blob_calls = stack.blob_transport.since(blob_mark)
     batch_calls = [c for c in app_calls if c[0].endswith(f":{stack.batch_port}")]
@@ -287,6 +294,10 @@ def test_steady_state_upload_costs_one_batch_call_and_one_table_write(stack, ste
     assert [m for _, m, _ in table_calls] == ["POST"]
     assert len(app_calls) == 2                      # nothing else: no pool/job/container checks
     assert [m for _, m, _ in blob_calls] == ["HEAD"]  # the binding's one Get Blob Properties
+    # The emulator's own request count agrees: one Batch request was served, and it was an add-task.
+    assert served_after["total"] - served_before["total"] == 1
+    grown = {op for op, n in served_after["operations"].items() if n != served_before["operations"].get(op, 0)}
+    assert len(grown) == 1 and "task" in grown.pop().lower()
 
 
 def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_string, batch_emulator_module,
