@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -37,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared import naming
+from shared.access import utc_now
 from shared.gateway import AddOutcome, BatchUnavailable, error_code
 from shared.ledger import STATUS_PARTITION, Col, LedgerRow, State
 from shared.log import scrub
@@ -465,7 +466,10 @@ def select_candidates(reader: LedgerReader, names: Sequence[str], all_failed: bo
         matches = reader.matching(name)
         if not matches:
             selected.append(ResubmitCandidate(None, name))
-        for entry in matches:
+        # A name can have several versions (re-uploads): its failed ones are what the operator means;
+        # with none failed, the newest version explains why nothing is resubmitted.
+        failed = [m for m in matches if m.state == State.FAILED.value]
+        for entry in failed or sorted(matches, key=_newest_first, reverse=True)[:1]:
             if entry.row_key not in seen:
                 seen.add(entry.row_key)
                 selected.append(ResubmitCandidate(entry, name))
@@ -485,7 +489,7 @@ class Resubmitter:
        why Batch's reactivate-task is not used). If that fails, the row's failure is restored.
     """
 
-    def __init__(self, service: Service, clock=lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, service: Service, clock: Callable[[], datetime] = utc_now) -> None:
         self._service = service
         self._clock = clock
 

@@ -237,11 +237,15 @@ def test_resubmit_refuses_what_it_cannot_resubmit(tmp_path, capsys, storage_conn
     stack = make_stack(tmp_path, storage_connection_string)
     keys = seed_mixed_ledger(stack)
     # The failed blob was uploaded again (new ETag): the new version is its own task and row.
-    stack.upload("done/broken.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 64)
+    submitter, _ = fake_batch_submitter(stack)
+    newer = submitter.handle(stack.upload("done/broken.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 64))
     code, out, _ = cli(capsys, stack, "resubmit", "done/broken.mp4", "done/song ü.mp4", "never-uploaded.mp4",
                        "--yes", "--json")
     assert code == status_cli.EXIT_INCOMPLETE
-    results = {r["input_name"]: r for r in json.loads(out)["results"]}
+    listed = json.loads(out)["results"]
+    assert len(listed) == 3  # of the name's two versions only the failed one is considered
+    results = {r["input_name"]: r for r in listed}
+    assert newer.row_key in results["done/broken.mp4"]["detail"]
     assert results["done/broken.mp4"]["outcome"] == "superseded"
     assert results["done/song ü.mp4"]["outcome"] == "not_failed"
     assert results["never-uploaded.mp4"]["outcome"] == "not_found"
