@@ -173,3 +173,28 @@ def test_deleting_a_receipt_forces_reprocessing(toy_app, blob_service):
     ).delete_blob()
     toy_app.host().wait_idle()
     assert len(toy_app.calls("blob")) == 2
+
+
+def test_missing_app_setting_fails_start_and_leaves_no_trace(make_toy_app):
+    import os
+    import sys
+
+    from devstack.devhost import DevHostError
+    app = make_toy_app(extra_settings={"TOY_EG_INPUT": ""})
+    modules_before = sys.modules.get("function_app")
+    with pytest.raises(DevHostError, match="%TOY_EG_INPUT%"):
+        app.host()
+    assert "TOY_INPUT" not in os.environ and str(app.dir) not in sys.path
+    assert sys.modules.get("function_app") is modules_before
+
+
+def test_app_settings_are_in_the_environment_only_while_running(toy_app, blob_service):
+    import os
+    import sys
+    assert "TOY_INPUT" not in os.environ
+    module_before = sys.modules.get("function_app")   # the product's app, if another test imported it
+    host = toy_app.host()
+    assert os.environ["TOY_INPUT"] == toy_app.input_container
+    assert sys.modules["function_app"].__file__ == str(toy_app.dir / "function_app.py")
+    host.stop()
+    assert "TOY_INPUT" not in os.environ and sys.modules.get("function_app") is module_before

@@ -143,3 +143,13 @@ def test_event_grid_failures_poison_like_polling(toy_app, eg_host, blob_service,
 def test_host_status_endpoint(eg_host, toy_app):
     status = httpx.get(f"{eg_host.url}/admin/host/status").json()
     assert status == {"id": toy_app.host_id, "state": "Running"}
+
+
+def test_notify_helper_plays_event_grid_for_an_upload(toy_app, eg_host, blob_service):
+    from devstack.devhost.notify import post_blob_created
+    upload(blob_service, toy_app.eventgrid_container, "notified.mp4")
+    response = post_blob_created(eg_host.webhook_url("on_event"),
+                                 blob_service.get_blob_client(toy_app.eventgrid_container, "notified.mp4"))
+    assert response.status_code == 202
+    eg_host.wait_idle()
+    assert event_calls(toy_app) == [f"{toy_app.eventgrid_container}/notified.mp4"]
