@@ -198,3 +198,18 @@ def test_app_settings_are_in_the_environment_only_while_running(toy_app, blob_se
     assert sys.modules["function_app"].__file__ == str(toy_app.dir / "function_app.py")
     host.stop()
     assert "TOY_INPUT" not in os.environ and sys.modules.get("function_app") is module_before
+
+
+def test_max_degree_of_parallelism_limits_concurrent_invocations(make_toy_app, blob_service):
+    import time
+    app = make_toy_app(host_json={"version": "2.0", "extensions": {"blobs": {"maxDegreeOfParallelism": 2}}})
+    app.hold_file.touch()
+    for index in range(4):
+        upload(blob_service, app.input_container, f"hold-{index}.bin")
+    host = app.host()
+    wait_for(lambda: len(app.calls("blob")) >= 2)
+    time.sleep(0.3)   # give a third invocation the chance to start if the limit were not enforced
+    assert len(app.calls("blob")) == 2
+    app.hold_file.unlink()
+    host.wait_idle()
+    assert len(app.calls("blob_done")) == 4
