@@ -20,14 +20,15 @@ One tick:
 Failed tasks carry failureInfo's category, code and message, and the ffmpeg error line from the log
 the task uploaded to the logs container on failure (`<task id>/ffmpeg.log`, else its stderr).
 
-Completed-task hygiene (`clean_completed`): tasks completed longer ago than the retention *and* behind
-the watermark's re-list window are deleted from the standing job, but only after their ledger row is
-read back as final (succeeded/failed) for that very completion; a task whose row is missing or behind
-is reconciled (adopted/updated) first and deleted on a later run. No row is ever lost to a delete.
+Completed-task hygiene (`clean_completed`): tasks completed longer ago than the retention are deleted
+from the standing job, but only after their ledger row is read back as final (succeeded/failed) for
+that very completion (its TaskStateTime); a task whose row is missing or behind is reconciled
+(adopted/updated) first and deleted on a later run. No row is ever lost to a delete.
 """
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -118,31 +119,55 @@ class HygieneResult:
     kept: int = 0  # row not final yet (repair pending / failed)
 
 
+# ffmpeg wraps its real complaint in generic follow-ups ("Error opening output files: Invalid argument",
+# "Conversion failed!"); those say nothing a person can act on, so they are skipped.
+_GENERIC_FFMPEG = re.compile(
+    r"^(Error opening (input|output) files?\b|Error parsing options\b|Conversion failed|To ignore this\b|"
+    r"Failed to set value\b|Exiting normally\b)", re.IGNORECASE)
+_FFMPEG_CONTEXT = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")  # "[in#0 @ 0x55d1...] "
+
+
+def ffmpeg_reason(text: str) -> str | None:
+    """The first (root-cause) lines of an ffmpeg error log, without context prefixes and generic wrap-ups.
+
+    With `-loglevel error` the log holds only errors, and ffmpeg reports the cause first ("moov atom not
+    found", "Stream map '' matches no streams.") before the generic consequences."""
+    meaningful: list[str] = []
+    fallback: str | None = None
+    for raw in text.splitlines():
+        line = _FFMPEG_CONTEXT.sub("", raw.strip())
+        if not line:
+            continue
+        fallback = fallback or line
+        if _GENERIC_FFMPEG.match(line) or line in meaningful:
+            continue
+        meaningful.append(line)
+        if len(meaningful) == 2:
+            break
+    reason = " / ".join(meaningful) or fallback
+    return scrub(reason)[:_MAX_TEXT] if reason else None
+
+
 class BlobFailureLog:
-    """Reads the last meaningful line of a failed task's ffmpeg log (or stderr) from the logs container."""
+    """Reads the reason from a failed task's ffmpeg log (or its stderr) in the logs container."""
 
     def __init__(self, blob_service: BlobServiceClient, logs_container: str) -> None:
         self._container = blob_service.get_container_client(logs_container)
 
     def error_line(self, task_id: str) -> str | None:
         for name in (f"{task_id}/{FFMPEG_LOG}", f"{task_id}/stderr.txt"):
-            line = self._last_line(name)
-            if line:
-                return line
+            text = self._head(name)
+            reason = ffmpeg_reason(text) if text else None
+            if reason:
+                return reason
         return None
 
-    def _last_line(self, blob_name: str) -> str | None:
-        blob = self._container.get_blob_client(blob_name)
+    def _head(self, blob_name: str) -> str | None:
         try:
-            download = blob.download_blob(offset=0, length=_LOG_READ_BYTES)
-            data = download.readall()
-            size = download.properties.size or len(data)
-            if size > _LOG_READ_BYTES:  # a long log: the error is at its end
-                data = blob.download_blob(offset=size - _LOG_READ_BYTES, length=_LOG_READ_BYTES).readall()
+            data = self._container.get_blob_client(blob_name).download_blob(offset=0, length=_LOG_READ_BYTES).readall()
         except (ResourceNotFoundError, HttpResponseError):
             return None
-        lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
-        return scrub(lines[-1])[:_MAX_TEXT] if lines else None
+        return data.decode("utf-8", "replace")
 
 
 def ledger_state(task: TaskSnapshot) -> State:
@@ -437,11 +462,10 @@ class Reconciler:
 
     # -- completed-task hygiene -------------------------------------------------------------------
     def clean_completed(self, *, retention: timedelta, limit: int = 500) -> HygieneResult:
+        """Delete up to `limit` tasks completed more than `retention` ago whose row is final for that
+        completion (the row read back is the proof it reached the ledger; no watermark needed)."""
         result = HygieneResult()
-        watermark = self.watermark()
-        if watermark is None:
-            return result  # nothing reconciled yet: nothing is provably in the ledger
-        cutoff = min(self._clock() - retention, watermark - self._overlap)
+        cutoff = self._clock() - retention
         candidates = self._tasks.list_completed_before(cutoff, limit)
         result.candidates = len(candidates)
         if not candidates:

@@ -150,6 +150,8 @@ def scale_pool(control: PoolControl, work: WorkSnapshot, memory: ScalingMemory, 
                   target=view.snapshot.target_nodes if view else None)
         if refused or not decision.transitional:
             break
+    if outcome.executed:
+        outcome.pool = control.read_pool()  # the status row shows the pool as the actions left it
     return outcome
 
 

@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.gateway import TaskFailure, TaskSnapshot
 from shared.ledger import STATUS_PARTITION, Col, LedgerRow, State, TableLedger
-from shared.reconcile import WATERMARK_ROW, BlobFailureLog, RCol, Reconciler, ledger_state
+from shared.reconcile import WATERMARK_ROW, BlobFailureLog, RCol, Reconciler, ffmpeg_reason, ledger_state
 from tests.app.stack import CountingTransport, unique
 
 JOB = "ffmpeg-jobs"
@@ -119,6 +119,36 @@ def submit_row(table: TableClient, task_id: str, name: str) -> None:
                                         output_name=name[:-4] + ".mp3", task_id=task_id, recorded_at=T0))
 
 
+# What the pinned ffmpeg (imageio-ffmpeg 0.8.1) writes with -loglevel error for these inputs.
+NO_AUDIO_LOG = """Stream map '' matches no streams.
+To ignore this, add a trailing '?' to the map.
+Failed to set value '0:a:0' for option 'map': Invalid argument
+Error parsing options for output file output.mp3.
+Error opening output files: Invalid argument
+"""
+CORRUPT_LOG = """[in#0 @ 0x563c2a89e140] moov atom not found
+[in#0 @ 0x563c2a89ddc0] Error opening input: Invalid data found when processing input
+Error opening input file input.mp4.
+Error opening input files: Invalid data found when processing input
+"""
+
+
+@pytest.mark.parametrize("log,expected", [
+    (NO_AUDIO_LOG, "Stream map '' matches no streams."),
+    (CORRUPT_LOG, "moov atom not found / Error opening input: Invalid data found when processing input"),
+    ("Conversion failed!\n", "Conversion failed!"),
+    ("\n\n", None),
+])
+def test_ffmpeg_reason_picks_the_cause_not_the_wrap_up(log, expected):
+    assert ffmpeg_reason(log) == expected
+
+
+def test_ffmpeg_reason_never_keeps_a_sas():
+    reason = ffmpeg_reason("https://acct.blob.core.windows.net/c/b?sv=1&sig=abc: Server returned 403 Forbidden\n")
+    assert reason.startswith("https://acct.blob.core.windows.net/c/b") and "403 Forbidden" in reason
+    assert "sig" not in reason and "sv=" not in reason
+
+
 def writes(transport: CountingTransport, mark: int) -> list:
     return [r for r in transport.since(mark) if r[1] != "GET"]
 
@@ -150,15 +180,14 @@ def test_rows_go_queued_running_succeeded_with_times_node_and_output_url(env):
 def test_failure_carries_category_code_message_and_the_ffmpeg_error_line(env):
     table, tasks, rec = env["table"], env["tasks"], env["make"]()
     submit_row(table, "bad-1", "bad.mp4")
-    env["blobs"].get_blob_client(env["logs"], "bad-1/ffmpeg.log").upload_blob(
-        b"[in#0 @ 0x1] something noisy\nStream map '0:a:0' matches no streams.\n\n")
+    env["blobs"].get_blob_client(env["logs"], "bad-1/ffmpeg.log").upload_blob(NO_AUDIO_LOG.encode())
     tasks.put(failed("bad-1", T0 + timedelta(seconds=30), start=T0 + timedelta(seconds=10), retries=1))
     result = rec.run()
     row = table.get_entity(JOB, "bad-1")
     assert row[Col.STATE] == "failed" and row[Col.EXIT_CODE] == 1 and row[Col.RETRIES] == 1
     assert row[Col.FAILURE_CATEGORY] == "usererror" and row[RCol.FAILURE_CODE] == "FailureExitCode"
     assert "exit code representing a failure" in row[Col.FAILURE_MESSAGE]
-    assert row[RCol.FFMPEG_ERROR] == "Stream map '0:a:0' matches no streams."
+    assert row[RCol.FFMPEG_ERROR] == "Stream map '' matches no streams."
     assert row[Col.REASON] == row[RCol.FFMPEG_ERROR]
     assert Col.OUTPUT_URL not in row
     assert result.newly_failed == 1
