@@ -21,7 +21,7 @@ from azure.batch import BatchClient
 from azure.batch import models as batch_models
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from .log import event, get_logger
+from .log import event, get_logger, scrub
 
 _log = get_logger("gateway")
 
@@ -37,6 +37,14 @@ class AddOutcome(enum.Enum):
 
 class BatchUnavailable(RuntimeError):
     """Batch refused or failed an operation the app cannot resolve itself (after SDK retries)."""
+
+
+class TaskRejected(Exception):
+    """Batch refused this task as invalid (400/413): deterministic, so retrying cannot help."""
+
+    def __init__(self, code: str | None, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 class PoolNotProvisioned(BatchUnavailable):
@@ -147,6 +155,11 @@ class AzureBatchGateway:
         except ResourceNotFoundError:
             raise
         except HttpResponseError as exc:
+            if exc.status_code in (400, 413):
+                # InvalidPropertyValue, RequestBodyTooLarge...: the error text can echo task
+                # properties (URLs with a SAS), so only scrubbed text leaves here.
+                detail = getattr(getattr(exc, "error", None), "message", None) or ""
+                raise TaskRejected(error_code(exc), scrub(str(detail).splitlines()[0] if detail else "")) from exc
             raise BatchUnavailable(f"create task failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
     def _ensure_ready(self) -> None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from . import naming
 from .access import Clock, NodeAccess, utc_now
-from .gateway import AddOutcome, BatchGateway
+from .gateway import AddOutcome, BatchGateway, TaskRejected
 from .ledger import LedgerRow, LedgerStore, State
 from .log import event, get_logger
 from .task_spec import TaskLimits, TaskRequest, build_task
@@ -67,7 +67,10 @@ class Submitter:
         request = TaskRequest(task_id=task_id, input_container=blob.container, input_name=blob.name,
                               input_etag=blob.etag, output_name=naming.output_name(blob.name))
         task = build_task(request, self._access.for_blob(blob.container, blob.name), self._limits)
-        added = self._gateway.add_task(task)
+        try:
+            added = self._gateway.add_task(task)
+        except TaskRejected as exc:
+            return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
         written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, request.output_name, task_id))
         event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
               etag=blob.etag, size=blob.size, output_name=request.output_name, task=added.value,

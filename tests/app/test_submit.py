@@ -123,3 +123,13 @@ def test_batch_outage_raises_and_writes_no_row(parts):
     with pytest.raises(BatchUnavailable):
         submitter.handle(blob("a.mp4"))
     assert ledger.rows == {}  # the host retries the invocation; TaskExists then makes it idempotent
+
+
+def test_task_batch_refuses_as_invalid_is_rejected_not_retried(parts):
+    from shared.gateway import TaskRejected
+    submitter, gateway, ledger, _ = parts
+    gateway.fail_with = TaskRejected("InvalidPropertyValue", "The value provided for one of the properties is invalid.")
+    outcome = submitter.handle(blob("odd.mp4"))
+    assert outcome.state is State.REJECTED and "InvalidPropertyValue" in outcome.reason
+    row = ledger.rows[("jobs", outcome.row_key)]
+    assert row.state is State.REJECTED and row.task_id is None

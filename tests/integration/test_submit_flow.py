@@ -8,6 +8,7 @@ autoscaled pool is the timer's job (issue 5). One test lets the app create its o
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 import function_app
 from devstack import media
 from shared import naming, pool_spec, runtime
-from shared.gateway import AddOutcome, PoolNotProvisioned
+from shared.gateway import AddOutcome, BatchUnavailable, PoolNotProvisioned
 from shared.ledger import State
 from shared.runtime import Service, build_service
 from shared.settings import Settings
@@ -401,3 +402,34 @@ def test_outcome_of_the_handler_for_a_duplicate(stack, stereo_clip):
     first, second = on_blob(client), on_blob(client)
     assert (first.task, first.ledger_written) == (AddOutcome.CREATED, True)
     assert (second.task, second.ledger_written) == (AddOutcome.ALREADY_EXISTS, False)
+
+
+def test_throttling_is_retried_by_the_sdk_and_an_outage_fails_the_invocation(stack, stereo_clip):
+    """Retries belong to the pipeline: two 503s are absorbed; a longer outage raises (the host
+    retries the invocation) without a ledger row, and the retry after recovery submits once."""
+    stack.upload("throttled.mp4", stereo_clip.read_bytes())
+    # The app's retry policy (4 retries, exponential backoff) with a test-sized backoff factor.
+    fast = build_service(stack.settings, {"transport": stack.transport, "retry_backoff_factor": 0.01})
+    stack = dataclasses.replace(stack, service=fast)
+    stack.emulator.set_faults(status=503, retryAfter=0, operations=["Task_Add"], count=2)
+    try:
+        mark = stack.transport.mark()
+        task_id = stack.trigger("throttled.mp4")
+        adds = [c for c in stack.transport.since(mark) if c[2].endswith("/tasks")]
+        assert len(adds) == 3 and stack.row(task_id)["State"] == "queued"
+
+        stack.upload("outage.mp4", stereo_clip.read_bytes())
+        stack.emulator.set_faults(status=503, retryAfter=0, operations=["Task_Add"], count=50)
+        with pytest.raises(BatchUnavailable):
+            stack.trigger("outage.mp4")
+        etag = stack.blobs.get_blob_client(stack.settings.input_container, "outage.mp4").get_blob_properties().etag
+        outage_id = naming.task_id("outage.mp4", etag)
+        with pytest.raises(ResourceNotFoundError):
+            stack.row(outage_id)
+    finally:
+        stack.emulator.set_faults(count=0, rate=0)
+    try:
+        assert stack.trigger("outage.mp4") == outage_id     # the host's retry
+        assert stack.wait_completed(outage_id).execution_info.result == "success"
+    finally:
+        fast.clients.batch.close()
