@@ -162,6 +162,9 @@ class DevHost:
 
     # -- startup ---------------------------------------------------------------------------
     def _start(self) -> None:
+        # Fresh state, so a stopped DevHost can be started again.
+        self.blob_functions, self.timer_functions, self.skipped = [], [], []
+        self._overlay, self._clients = EnvironmentOverlay(), StorageClients()
         self.settings = load_local_settings(self.app_dir, self.settings_path)
         self._overlay.apply(self.settings.values)
         self.options = load_host_options(self.app_dir)
@@ -319,7 +322,7 @@ class DevHost:
             sys.modules[APP_MODULE] = self._previous_app_module
         else:
             sys.modules.pop(APP_MODULE, None)
-        self._poller = None
+        self._poller = self._dispatcher = None
         self._server = self._server_thread = None
         self._bound_port = None
         self._timers = []

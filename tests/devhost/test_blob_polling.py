@@ -61,8 +61,13 @@ def test_each_blob_fires_once_and_receipts_survive_restart(toy_app, blob_service
         assert receipt_metadata(blob_service, toy_app, "on_blob", etag, toy_app.input_container, name) == {}
     host.stop()
 
-    toy_app.host().wait_idle()
+    second = toy_app.host()
+    second.wait_idle()
     assert len(toy_app.calls("blob")) == 2, "a restart must not re-fire finished blobs"
+    second.stop()
+    host.start().wait_idle()   # the same DevHost object can be started again
+    assert len(toy_app.calls("blob")) == 2
+    assert len(host.blob_functions) == 3
 
 
 def test_function_sees_metadata_but_cannot_read_bytes(toy_app, blob_service):
