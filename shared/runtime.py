@@ -6,6 +6,7 @@ reuse them. Worker threads may run invocations concurrently, hence the lock.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -13,15 +14,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from . import pool_spec
 from .access import Containers, NodeAccess, PoolIdentityAccess, SasAccess
 from .clients import Clients, build_clients
 from .gateway import AzureBatchGateway
 from .ledger import TableLedger
+from .log import event, get_logger
 from .settings import Settings
 from .submit import Submitter, limits_from
+
+_log = get_logger("runtime")
 
 
 @dataclass
@@ -43,6 +47,13 @@ class Service:
                 self.clients.blob_service.create_container(name)
             except ResourceExistsError:
                 pass
+            except HttpResponseError as exc:
+                if exc.status_code != 403:
+                    raise
+                # An identity allowed to write blobs but not to create containers: the
+                # infrastructure deployment owns the containers; uploads will say if one is missing.
+                event(_log, logging.WARNING, "storage.container_check_skipped", container=name,
+                      error=getattr(exc, "error_code", None) or "403")
         self._containers_ready = True
 
 
