@@ -25,7 +25,8 @@ from .access import TaskStorageAccess
 INPUT_FILE = "input.mp4"
 OUTPUT_FILE = "output.mp3"
 FFMPEG_LOG = "ffmpeg.log"
-# Relative to the task's working directory (wd/); the agent writes stdout/stderr one level up.
+# filePattern is relative to the task working directory (wd/); the agent writes stdout.txt and
+# stderr.txt one level up, which Microsoft's output-files article uploads as `../std*.txt`.
 TASK_STDERR = "../stderr.txt"
 # Metadata names must be C# identifiers (no hyphens); values are ASCII header text.
 META_SOURCE_NAME = "source_name"
