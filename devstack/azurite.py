@@ -93,7 +93,9 @@ def start(ports: AzuritePorts, location: Path | None = None, log_path: Path | No
     raise TimeoutError(f"Azurite did not open ports {ports} within {timeout:.0f}s")
 
 
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop(proc: subprocess.Popen, timeout: float = 2.0) -> None:
+    # Azurite often ignores SIGTERM once clients have connected; in-memory data has nothing to flush,
+    # and on-disk persistence is journalled, so a short grace then SIGKILL loses nothing.
     if proc.poll() is None:
         proc.terminate()
         try:
