@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import threading
 import time
+from types import FrameType
 
 import uvicorn
 
@@ -33,6 +35,13 @@ class _Uvicorn(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             log.info("Batch emulator ready on %s", self._url)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn re-raises a captured SIGTERM after shutdown, which would kill the process before the
+        # scheduler stops and state is flushed; shut down gracefully and exit 0 instead.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
 
 
 def _bind(host: str, port: int) -> socket.socket:
