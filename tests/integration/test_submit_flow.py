@@ -153,6 +153,10 @@ def test_upload_becomes_mp3_with_metadata_and_ledger_row(stack, clip_dir, tmp_pa
 
     task = stack.wait_completed(task_id)
     assert task.execution_info.result == "success", task.execution_info
+    # The app's start task ran on that node and was a harmless no-op (ffmpeg already on PATH).
+    node = stack.batch.get_node(stack.settings.pool_id, task.node_info.node_id)
+    assert node.start_task_info is not None and node.start_task_info.exit_code == 0
+    assert "command -v ffmpeg" in node.start_task.command_line
     out = stack.output("shows/Season 1/Clip.mp3")
     props = out.get_blob_properties()
     assert props.content_settings.content_type == "audio/mpeg"
