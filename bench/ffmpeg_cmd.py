@@ -82,13 +82,13 @@ class Sample:
     out_duration: float | None
 
 
-def _run_once(command: str, source: Path, shared_dir: Path, work: Path, mp3_quality: int) -> Sample:
+def run_command(command: str, source: Path, shared_dir: Path, work: Path, mp3_quality: int) -> Sample:
+    """Run one command on `source` in a fresh `work` dir laid out like a task's (input.mp4 -> output.mp3)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     os.link(source, work / INPUT_FILE) if _same_fs(source, work) else shutil.copy(source, work / INPUT_FILE)
-    env = {"PATH": f"{shared_dir / 'bin'}:{NODE_PATH}", "AZ_BATCH_NODE_SHARED_DIR": str(shared_dir),
-           "HOME": str(work), "LANG": "C.UTF-8"}
+    env = node_env(shared_dir, work)
     run = run_measured(argv_for(command, mp3_quality), cwd=work, env=env, stderr_path=work / "stderr.txt")
     if run.returncode != 0:
         tail = (work / "stderr.txt").read_text(errors="replace")[-400:]
@@ -99,6 +99,12 @@ def _run_once(command: str, source: Path, shared_dir: Path, work: Path, mp3_qual
     if command == "decode":
         return Sample(run.wall, run.cpu, None, None)
     return Sample(run.wall, run.cpu, out.stat().st_size, clips.probe(out).duration)
+
+
+def node_env(shared_dir: Path, work: Path) -> dict[str, str]:
+    """The environment a task sees on a node: the pool's shared bin dir first on PATH (pinned ffmpeg)."""
+    return {"PATH": f"{shared_dir / 'bin'}:{NODE_PATH}", "AZ_BATCH_NODE_SHARED_DIR": str(shared_dir),
+            "HOME": str(work), "LANG": "C.UTF-8"}
 
 
 def _same_fs(a: Path, b: Path) -> bool:
@@ -124,7 +130,7 @@ def run(quick: bool = False, work_root: Path | None = None) -> ItemResult:
             samples: dict[str, list[Sample]] = {c: [] for c in COMMANDS}
             for _ in range(size.repetitions):
                 for command in COMMANDS:
-                    samples[command].append(_run_once(command, source, shared_dir, tmp / "work", quality))
+                    samples[command].append(run_command(command, source, shared_dir, tmp / "work", quality))
             per_clip.append(_summarise(spec, source, expected, samples))
         _fill(result, per_clip, quality, size)
     finally:

@@ -35,12 +35,18 @@ def run_measured(argv: Sequence[str], cwd: Path, env: Mapping[str, str], stderr_
     return ChildRun(wall=wall, cpu=usage.ru_utime + usage.ru_stime, returncode=code)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process, including children it has waited for (cutime/cstime)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) user + system CPU seconds of a live process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # fields after the command: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime + cutime + cstime) / _CLK_TCK
+    return (utime + stime) / _CLK_TCK, (cutime + cstime) / _CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process, including children it has waited for (cutime/cstime)."""
+    own, children = cpu_split(pid)
+    return own + children
 
 
 def tree_cpu_seconds(pid: int) -> float:
