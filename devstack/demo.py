@@ -89,8 +89,9 @@ def run(timeout: float = 600.0) -> int:
     etags: dict[str, str] = {}
     for sample in SAMPLES:
         source = _generate(sample, folder)
+        blob = container.get_blob_client(sample.blob_name)
         with source.open("rb") as data:
-            result = container.upload_blob(sample.blob_name, data, overwrite=True)
+            result = blob.upload_blob(data, overwrite=True)
         etags[sample.blob_name] = result["etag"]
         console.print(f"uploaded [bold]{sample.blob_name}[/] to container '{settings.input_container}'")
 
