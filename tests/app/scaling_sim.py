@@ -87,6 +87,7 @@ class SimPool:
         self.node_seconds = 0.0
         self.busy_seconds = 0.0
         self.calls: list[str] = []
+        self.nodes_created = 0
         self.longest_strand = 0.0  # longest stretch with queued work and a zero target, seconds
         self._strand = 0.0
 
@@ -149,6 +150,7 @@ class SimPool:
                 self._alloc_done_at = self.now + self.cfg.alloc_delay
             if self.now >= self._alloc_done_at:
                 for _ in range(self.target - len(live)):
+                    self.nodes_created += 1
                     self.nodes.append(SimNode(f"n{next(self._ids)}", ready_at=self.now + self.cfg.boot_delay,
                                               joined_at=self.now))
                 self._alloc_done_at = None
