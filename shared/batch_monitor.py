@@ -9,7 +9,8 @@ Resize, stop-resize and remove-nodes are sent through the SDK's `_*_internal` op
 GET /pools/{id} every 5 s until the pool is steady - minutes on the real service - which would keep
 a Functions worker busy and multiply Batch calls after the tick has returned. The internal methods
 are the same single POST (202); the next tick observes the allocation state instead. The SDK version
-is pinned in requirements.txt and tests/app/test_batch_monitor.py checks these methods still exist.
+is pinned in requirements.txt and tests/integration/test_timer_monitor.py runs these calls against the
+emulator.
 """
 from __future__ import annotations
 
@@ -169,7 +170,10 @@ class BatchMonitor:
     def enable_autoscale(self) -> None:
         options = batch_models.BatchPoolEnableAutoScaleOptions(
             auto_scale_formula=self._formula, auto_scale_evaluation_interval=self._interval)
-        self._pool_call("enable_autoscale", lambda: self._client.enable_pool_auto_scale(self._pool_id, options))
+        # No pipeline retries: the service answers 503 TooManyEnableAutoScaleRequests inside its 30 s rule, and
+        # retrying that with backoff would only stall the tick; the next tick tries again.
+        self._pool_call("enable_autoscale", lambda: self._client.enable_pool_auto_scale(
+            self._pool_id, options, retry_total=0))
 
     def resize(self, target: int) -> None:
         spot = self._priority is NodePriority.SPOT

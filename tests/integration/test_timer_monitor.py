@@ -1,0 +1,124 @@
+"""BatchMonitor (the timer's Batch calls) against the emulator with the real azure-batch SDK: reads as
+plain values, and the service's refusals surfacing as PoolActionRefused with their error codes."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from azure.batch import models as batch_models
+
+from shared.batch_monitor import BatchMonitor, PoolActionRefused
+from shared.scaling import Allocation
+from shared.settings import NodePriority
+from tests.app.stack import unique, wait_for
+
+pytestmark = pytest.mark.integration
+
+FORMULA = "$TargetDedicatedNodes = 0; $NodeDeallocationOption = taskcompletion;"
+
+
+@pytest.fixture
+def emulator(batch_emulator_factory):
+    return batch_emulator_factory(enable_autoscale_min_gap=timedelta(seconds=30), node_start_delay=0.1)
+
+
+def _pool(client, pool_id: str, *, autoscale: bool, nodes: int = 0, start_fails: bool = False) -> None:
+    start = batch_models.BatchStartTask(command_line="/bin/sh -c 'exit 3'", wait_for_success=True) \
+        if start_fails else None
+    client.create_pool(batch_models.BatchPoolCreateOptions(
+        id=pool_id, vm_size="Standard_D2s_v5",
+        virtual_machine_configuration=batch_models.VirtualMachineConfiguration(
+            image_reference=batch_models.BatchVmImageReference(
+                publisher="canonical", offer="ubuntu-24_04-lts", sku="server", version="latest"),
+            node_agent_sku_id="batch.node.ubuntu 24.04"),
+        enable_auto_scale=autoscale or None, auto_scale_formula=FORMULA if autoscale else None,
+        auto_scale_evaluation_interval=timedelta(minutes=5) if autoscale else None,
+        target_dedicated_nodes=None if autoscale else nodes, start_task=start))
+
+
+def _monitor(client, pool_id: str, job_id: str, priority=NodePriority.DEDICATED) -> BatchMonitor:
+    return BatchMonitor(client, pool_id=pool_id, job_id=job_id, priority=priority, autoscale_formula=FORMULA,
+                        autoscale_interval=timedelta(minutes=5))
+
+
+def test_pool_view_and_refusals_carry_service_codes(emulator):
+    client = emulator.client()
+    pool_id = unique("p-")
+    monitor = _monitor(client, pool_id, unique("j-"))
+    assert monitor.get_pool() is None and monitor.task_counts() is None
+    _pool(client, pool_id, autoscale=True)
+    view = monitor.get_pool()
+    assert view.snapshot.autoscale_enabled and view.snapshot.allocation is Allocation.STEADY
+    with pytest.raises(PoolActionRefused) as refused:
+        monitor.resize(1)  # resize while autoscale is on: 409
+    assert refused.value.status == 409
+    monitor.disable_autoscale()
+    monitor.resize(2)
+    view = monitor.get_pool()
+    assert not view.snapshot.autoscale_enabled and view.snapshot.target_nodes == 2
+    with pytest.raises(PoolActionRefused) as busy:
+        monitor.resize(1)
+    assert busy.value.code == "PoolBeingResized"
+    wait_for(lambda: monitor.get_pool().snapshot.allocation is Allocation.STEADY, 10, what="steady")
+    monitor.enable_autoscale()  # evaluates at once: the formula's 0 shrinks the pool
+    wait_for(lambda: monitor.get_pool().snapshot.allocation is Allocation.STEADY, 10, what="steady at 0")
+    monitor.disable_autoscale()
+    started = time.monotonic()
+    with pytest.raises(PoolActionRefused) as gap:
+        monitor.enable_autoscale()  # within the 30 s rule: refused fast, not retried by the pipeline
+    assert gap.value.code == "TooManyEnableAutoScaleRequests" and time.monotonic() - started < 5
+
+
+def test_stop_resize_and_spot_targets(emulator):
+    client = emulator.client()
+    pool_id = unique("p-")
+    _pool(client, pool_id, autoscale=False, nodes=0)
+    monitor = _monitor(client, pool_id, unique("j-"), NodePriority.SPOT)
+    monitor.resize(3)
+    pool = client.get_pool(pool_id)
+    assert pool.target_low_priority_nodes == 3 and pool.target_dedicated_nodes == 0
+    monitor.stop_resize()
+    wait_for(lambda: monitor.get_pool().snapshot.allocation is Allocation.STEADY, 10, what="stopped")
+
+
+def test_bad_nodes_are_listed_and_removable(emulator):
+    client = emulator.client()
+    pool_id = unique("p-")
+    _pool(client, pool_id, autoscale=False, nodes=1, start_fails=True)
+    monitor = _monitor(client, pool_id, unique("j-"))
+    view, nodes = wait_for(lambda: (r := monitor.with_nodes(monitor.get_pool())) and r[0].snapshot.bad_node_ids and r,
+                           20, what="start task failure")
+    assert nodes[0].state == "starttaskfailed" and view.errors and view.errors[0].source == "node"
+    monitor.remove_nodes(view.snapshot.bad_node_ids)
+    wait_for(lambda: monitor.get_pool().snapshot.current_nodes == 0, 10, what="node removed")
+
+
+def test_task_reads_filters_and_delete(emulator):
+    client = emulator.client()
+    pool_id, job_id = unique("p-"), unique("j-")
+    _pool(client, pool_id, autoscale=False, nodes=1)
+    client.create_job(batch_models.BatchJobCreateOptions(id=job_id, pool_info=batch_models.BatchPoolInfo(pool_id=pool_id)))
+    monitor = _monitor(client, pool_id, job_id)
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    client.create_task(job_id, batch_models.BatchTaskCreateOptions(
+        id="t1", display_name="folder/a b.mp4", command_line="/bin/sh -c true",
+        output_files=[batch_models.OutputFile(
+            file_pattern="output.mp3", upload_options=batch_models.OutputFileUploadConfiguration(upload_condition="tasksuccess"),
+            destination=batch_models.OutputFileDestination(container=batch_models.OutputFileBlobContainerDestination(
+                container_url="http://127.0.0.1:1/devstoreaccount1/out", path="folder/a b.mp3",
+                upload_headers=[batch_models.OutputFileUploadHeader(name="x-ms-meta-source_container", value="in"),
+                                batch_models.OutputFileUploadHeader(name="x-ms-meta-source_etag", value="0xE")])))]))
+    wait_for(lambda: client.get_task(job_id, "t1").state == "completed", 20, what="task done")
+    changed = list(monitor.list_task_changes(before))
+    assert [t.task_id for t in changed] == ["t1"] and changed[0].state == "completed"
+    assert list(monitor.list_task_changes(datetime.now(timezone.utc) + timedelta(minutes=1))) == []
+    origin = monitor.task_origin("t1")
+    assert (origin.input_name, origin.input_container, origin.input_etag, origin.output_name) == \
+        ("folder/a b.mp4", "in", "0xE", "folder/a b.mp3")
+    assert monitor.list_completed_before(datetime.now(timezone.utc) - timedelta(hours=1), 10) == []
+    assert [t.task_id for t in monitor.list_completed_before(datetime.now(timezone.utc) + timedelta(seconds=1), 10)] == ["t1"]
+    counts = monitor.task_counts()
+    assert counts.completed == 1 and counts.active == 0
+    assert monitor.delete_task("t1") and monitor.delete_task("t1")  # already gone is fine
+    assert monitor.task_origin("t1") is None
