@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
+from devstack.ffmpeg import bin_dir
+
 from . import store
 from .backend import Backend, lifecycle, nodes as node_model
 from .backend.autoscaling import record_sample
@@ -71,7 +73,6 @@ class Scheduler:
     # --- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
         if self.cfg.ffmpeg_on_path:
-            from devstack.ffmpeg import bin_dir
             self._extra_path = [bin_dir(self.s.work_dir / "tools")]
         self._thread.start()
 
@@ -111,7 +112,8 @@ class Scheduler:
 
     # --- one pass (lock held) ----------------------------------------------------------------------------
     def run_pass(self, now: datetime) -> list[Path]:
-        trash: list[Path] = []
+        trash: list[Path] = self.s.trash
+        self.s.trash = []
         mono = time.monotonic()
         self.meter.accumulate(self.s.pools.values(), mono - self._last_pass)
         self._last_pass = mono
@@ -123,6 +125,7 @@ class Scheduler:
             if pool.doc.get("allocationState") == "resizing":
                 self._reconcile_pool(pool, now, trash)
         self._forget_deleted_jobs(trash)
+        self._expire_jobs(now)
         self._dispatch(now)
         if mono - self._last_sweep >= RETENTION_SWEEP_SECONDS:
             self._last_sweep = mono
@@ -380,9 +383,9 @@ class Scheduler:
         if not free:
             return
         queue = list(self.s.active.values())
-        priorities = {j.doc.get("priority", 0) for j in self.s.jobs.values()}
-        if len(priorities) > 1:
-            queue.sort(key=lambda t: -int((self.s.jobs.get(t.job_key) or JobRecord(doc={})).doc.get("priority", 0)))
+        priority = {j.key: int(j.doc.get("priority", 0)) for j in self.s.jobs.values()}
+        if len(set(priority.values())) > 1:  # stable sort: FIFO within a priority
+            queue.sort(key=lambda t: -priority.get(t.job_key, 0))
         running_per_job: dict[str, int] | None = None
         for task in queue:
             if budget <= 0 or not free:
@@ -503,6 +506,22 @@ class Scheduler:
                 for node in pool.nodes.values():
                     trash.append(self.s.node_dir(pool.key, node.id) / "workitems" / job.id)
             self.s.forget_job(job)
+
+    def _expire_jobs(self, now: datetime) -> None:
+        """Job constraints.maxWallClockTime: measured from job creation; the job is terminated when exceeded."""
+        for job in self.s.jobs.values():
+            if job.state not in ("active", "disabled"):
+                continue
+            wall = (job.doc.get("constraints") or {}).get("maxWallClockTime")
+            if not wall or wall == UNLIMITED_DURATION:
+                continue
+            if now >= parse_iso(job.doc["creationTime"]) + parse_duration(wall):
+                for task in list(job.tasks.values()):
+                    self.s.dequeue(task)
+                    if task.state == "running":
+                        lifecycle.end(self.s, task, now, lifecycle.TASK_ENDED_BY_USER)
+                job.transition("terminating", now)
+                lifecycle.finish_job(self.s, job, now, "MaxWallClockTimeExpiry")
 
     def _sweep_retention(self, now: datetime, trash: list[Path]) -> None:
         for job in self.s.jobs.values():

@@ -23,7 +23,7 @@ from . import errors
 from .auth import Authenticator, RequestFacts
 from .faults import FaultInjector
 from .stats import RequestStats
-from .timeutil import parse_iso, rfc1123, utcnow
+from .timeutil import parse_iso, parse_rfc1123, rfc1123, utcnow
 
 log = logging.getLogger("devstack.batch_emulator.http")
 
@@ -173,7 +173,6 @@ class OpContext:
             raise errors.condition_not_met(412 if write else 304)
         modified = doc.get("lastModified")
         if modified:
-            from .timeutil import parse_rfc1123
             last = parse_iso(modified).replace(microsecond=0)
             since = h.get("if-modified-since")
             if since and last <= parse_rfc1123(since):

@@ -193,3 +193,16 @@ def test_unsupported_features_answer_501_not_silence(client):
             id="jm", pool_info=m.BatchPoolInfo(pool_id="p"),
             job_manager_task=m.BatchJobManagerTask(id="mgr", command_line="true")))
     assert exc.value.status_code == 501 and exc.value.error.code == "NotImplemented"
+
+
+def test_job_max_wall_clock_time_terminates_the_job(client):
+    from datetime import timedelta
+
+    from .helpers import wait_for
+    client.create_job(job_options("j", "nopool", constraints=m.BatchJobConstraints(
+        max_wall_clock_time=timedelta(seconds=1))))
+    client.create_task("j", shell_task("t", "true"))
+    job = wait_for(lambda: client.get_job("j"), lambda j: j.state == m.BatchJobState.COMPLETED, timeout=10,
+                   what="job expiry")
+    assert job.execution_info.termination_reason == "MaxWallClockTimeExpiry"
+    assert client.get_task("j", "t").state == m.BatchTaskState.ACTIVE  # never-run tasks stay as they were

@@ -234,3 +234,20 @@ def test_environment_reaches_the_task(ready_pool, batch_emulator, tmp_path):
         environment_settings=[m.EnvironmentSetting(name="GREETING", value="hello")]))
     task = wait_task_completed(client, "job", "env")
     assert task.execution_info.exit_code == 0, task.execution_info
+
+
+def test_task_files_can_be_listed_and_downloaded(ready_pool):
+    client = ready_pool
+    client.create_task("job", shell_task("files", "echo oops >&2; echo out > result.txt; exit 2"))
+    wait_task_completed(client, "job", "files")
+    stderr = b"".join(client.download_task_file("job", "files", "stderr.txt"))
+    assert b"oops" in stderr
+    props = client.get_task_file_properties("job", "files", "wd/result.txt")
+    assert props.content_length == 4 and props.is_directory is False
+    names = {f.name for f in client.list_task_files("job", "files", recursive=True)}
+    assert {"stdout.txt", "stderr.txt", "wd/result.txt"} <= names
+    client.create_job(job_options("idle-job", "no-such-pool"))
+    client.create_task("idle-job", shell_task("never-ran", "true"))
+    with pytest.raises(Exception) as exc:
+        list(client.list_task_files("idle-job", "never-ran"))
+    assert exc.value.error.code == "TaskFilesUnavailable"

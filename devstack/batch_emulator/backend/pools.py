@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import errors, ids, odata
-from ..timeutil import format_duration, iso
+from ..executor import resource_file_problem
+from ..timeutil import format_duration, iso, parse_duration, parse_iso
 from . import autoscaling, nodes as node_model, validate as v
 from .records import NodeRecord, PoolRecord
 from .state import State
@@ -157,7 +158,6 @@ class PoolService:
         if interval is None:
             if existing is not None and existing.doc.get("autoScaleEvaluationInterval") and \
                     body.get("autoScaleEvaluationInterval") is None:
-                from ..timeutil import parse_duration
                 interval = parse_duration(existing.doc["autoScaleEvaluationInterval"])
             else:
                 interval = max(autoscaling.DEFAULT_INTERVAL, minimum)
@@ -256,7 +256,6 @@ class PoolService:
             last = pool.sys.get("lastEnableAutoScale")
             gap = self.s.config.enable_autoscale_min_gap
             if last is not None and gap > timedelta(0):
-                from ..timeutil import parse_iso
                 if now - parse_iso(last) < gap:
                     raise errors.too_many_enable_autoscale_requests()
             formula_text, interval = self._autoscale_settings(body, existing=pool)
@@ -344,7 +343,6 @@ class PoolService:
 
     def evaluate_due(self, now: datetime) -> None:
         """Scheduler hook (lock held): run every autoscale evaluation whose time has come."""
-        from ..timeutil import parse_duration, parse_iso
         for pool in list(self.s.pools.values()):
             if not pool.doc.get("enableAutoScale") or pool.state != "active":
                 continue
@@ -466,7 +464,6 @@ class PoolService:
 
 
 def _check_resource_files(container: dict[str, Any], path: str) -> None:
-    from ..executor import resource_file_problem
     files = v.array(container, "resourceFiles", path=path)
     for i, rf in enumerate(files or []):
         if not isinstance(rf, dict):

@@ -31,6 +31,7 @@ class State:
         # Active tasks in the order they became schedulable (FIFO within a priority); ref -> record.
         self.active: OrderedDict[str, TaskRecord] = OrderedDict()
         self._seq = itertools.count(1)
+        self.trash: list[Path] = []  # directories to delete outside the lock (scheduler empties it)
 
     # --- clock and sequencing ---------------------------------------------------------------------------
     @staticmethod

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, ids, odata
+from ..executor import resource_file_problem, task_directory
 from ..timeutil import UNLIMITED_DURATION, iso
 from . import lifecycle, validate as v
 from .records import JobRecord, TaskRecord
@@ -38,7 +39,6 @@ def _check_output_files(body: dict[str, Any]) -> None:
 
 
 def _check_resource_files(body: dict[str, Any]) -> None:
-    from ..executor import resource_file_problem
     for i, rf in enumerate(v.array(body, "resourceFiles") or []):
         if not isinstance(rf, dict):
             raise errors.invalid_property_value(f"resourceFiles[{i}]", "(value)", "Each resource file must be an object.")
@@ -264,5 +264,10 @@ class TaskService:
             if task.state == "running":
                 lifecycle.detach(self.s, task, now)
             self.s.forget_task(task)
+            info = task.doc.get("nodeInfo") or {}
+            if info.get("nodeId"):  # the task's files go with it
+                job = self._job(job_id)
+                self.s.trash.append(task_directory(self.s.node_dir(info["poolId"].lower(), info["nodeId"]),
+                                                   job.id, task.id))
             self.s.wake()
             return task

@@ -9,6 +9,8 @@ from ..backend import Backend
 from ..faults import FaultInjector
 from ..stats import RequestStats
 from ..wire import OpContext, operation
+from ..backend.files import TaskFiles
+from .files import FileHandlers
 from .jobs import JobHandlers
 from .nodecounts import NodeCountHandlers
 from .pools import PoolHandlers
@@ -24,6 +26,7 @@ async def _unsupported(ctx: OpContext) -> None:
 def batch_routes(backend: Backend, stats: RequestStats, faults: FaultInjector) -> list[Route]:
     pools, jobs, tasks = PoolHandlers(backend), JobHandlers(backend), TaskHandlers(backend)
     counts = NodeCountHandlers(backend)
+    files = FileHandlers(TaskFiles(backend.state))
 
     def r(path: str, method: str, name: str, handler, head_name: str | None = None) -> Route:
         methods = [method] + (["HEAD"] if head_name else [])
@@ -67,5 +70,9 @@ def batch_routes(backend: Backend, stats: RequestStats, faults: FaultInjector) -
         r(T + "/terminate", "POST", "Task_Terminate", tasks.terminate),
         r(T + "/reactivate", "POST", "Task_Reactivate", tasks.reactivate),
         r(T + "/subtasksinfo", "GET", "Task_ListSubtasks", tasks.list_subtasks),
+        r(T + "/files", "GET", "File_ListFromTask", files.list),
+        r(T + "/files/{file_path:path}", "GET", "File_GetFromTask", files.get,
+          head_name="File_GetPropertiesFromTask"),
+        r(T + "/files/{file_path:path}", "DELETE", "File_DeleteFromTask", files.delete),
         Route("/{path:path}", operation("Unsupported", _unsupported, stats, faults), methods=ALL_METHODS),
     ]
