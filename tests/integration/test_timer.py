@@ -14,17 +14,18 @@ from pathlib import Path
 
 import pytest
 from azure.batch import BatchClient
+from azure.batch import models as batch_models
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobServiceClient
 
 from devstack import media
-from shared import naming, runtime, trigger
+from shared import naming, pool_spec, runtime, trigger
 from shared.ledger import STATUS_PARTITION, Col, State
 from shared.reconcile import WATERMARK_ROW, RCol
 from shared.runtime import Service, build_service
-from shared.scaling import Resize
+from shared.scaling import RemoveNodes, Resize
 from shared.settings import Settings
 from shared.status import SUMMARY_ROW
 from shared.task_spec import TaskRequest, build_task
@@ -292,3 +293,67 @@ def _state(stack: TimerStack, task_id: str) -> str | None:
         return stack.row(task_id)[Col.STATE]
     except ResourceNotFoundError:
         return None
+
+
+def test_unusable_nodes_are_recorded_and_replaced_within_a_budget(storage_connection_string, emulator, stereo_clip):
+    stack = make_stack(storage_connection_string, emulator)
+    try:
+        # The pool exists already (as infrastructure would create it) but its start task always fails.
+        spec = pool_spec.build_pool(stack.settings)
+        spec.start_task = batch_models.BatchStartTask(command_line="/bin/sh -c 'exit 7'", wait_for_success=True)
+        stack.batch.create_pool(spec)
+        stack.upload("u.mp4", stereo_clip.read_bytes())
+        task_id = stack.trigger("u.mp4")
+        removed: list = []
+
+        def budget_spent():
+            report = stack.tick()
+            removed.extend(a for a in report.scaling.executed if isinstance(a, RemoveNodes))
+            return "replacement_budget_spent" in (stack.status().get("LastDecision") or "")
+
+        wait_for(budget_spent, 60, interval=0.2, what="replacement budget to be spent")
+        status = stack.status()
+        budget = 2 * stack.settings.max_nodes
+        assert sum(len(a.node_ids) for a in removed) == budget
+        assert "starttaskfailed" in status["PoolErrors"] and status["NodesUnusable"] >= 1
+        assert stack.row(task_id)[Col.STATE] == "queued"  # nothing ran; the reason is on the status row
+    finally:
+        stack.service.clients.batch.close()
+        stack.batch.close()
+
+
+def test_node_seconds_follow_the_work(storage_connection_string, emulator, stereo_clip):
+    """Billing on the emulator's meter: nothing while idle before, nodes only around the burst, zero after."""
+    stack = make_stack(storage_connection_string, emulator)
+    try:
+        stack.upload("first.mp4", stereo_clip.read_bytes())  # creates the pool and job (autoscale, 0 nodes)
+        first = stack.trigger("first.mp4")
+        stack.tick_until(lambda: stack.row(first)[Col.STATE] == "succeeded", 60, "first file")
+        stack.tick_until(lambda: _parked(stack), 30, "parked")
+        emulator.admin("POST", "meter/reset")
+        time.sleep(1.0)  # idle before the burst: a parked pool bills nothing
+        assert _meter(stack)["dedicatedNodeSeconds"] == 0
+        names = [f"burst/{i}.mp4" for i in range(6)]
+        for name in names:
+            stack.upload(name, stereo_clip.read_bytes())
+        ids = [stack.trigger(name) for name in names]
+        started = time.monotonic()
+        stack.tick_until(lambda: all(stack.row(t)[Col.STATE] == "succeeded" for t in ids), 60, "burst", every=0.2)
+        burst_seconds = time.monotonic() - started
+        stack.tick_until(lambda: _parked(stack), 30, "parked after the burst")
+        time.sleep(1.0)  # idle after
+        meter = _meter(stack)
+        billed, busy = meter["dedicatedNodeSeconds"], meter["busyNodeSeconds"]
+        # At most max_nodes for the burst, plus per node: start-up, the idle grace, a hold and tick jitter.
+        per_node_overhead = 0.3 + FAST.idle_grace.total_seconds() + FAST.autoscale_handback.total_seconds() + 1.0
+        assert billed <= stack.settings.max_nodes * (burst_seconds + per_node_overhead), meter
+        print(f"\nburst {burst_seconds:.1f} s: billed {billed:.1f} node-s, busy {busy:.1f} node-s")
+        assert busy > 0 and meter["currentNodes"]["dedicated"] == 0
+    finally:
+        stack.service.clients.batch.close()
+        stack.batch.close()
+
+
+def _meter(stack: TimerStack) -> dict:
+    return stack.emulator.meter()["pools"].get(stack.settings.pool_id) or {
+        "dedicatedNodeSeconds": 0, "busyNodeSeconds": 0, "currentNodes": {"dedicated": 0}}
