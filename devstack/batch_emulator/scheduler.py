@@ -63,6 +63,7 @@ class Scheduler:
         self._last_sweep = 0.0
         self._last_meter_save = time.monotonic()
         self._last_sample: dict[str, datetime] = {}
+        self._fruitless_dispatch: tuple | None = None
         self._extra_path: list[Path] = []
         saved = None
         for key, _parent, doc in self.s.store.load(store.META):
@@ -382,6 +383,12 @@ class Scheduler:
                 free[pool.key] = nodes
         if not free:
             return
+        # Nothing new since the last pass placed nothing (same queue, same free slots): skip the O(queue) scan.
+        signature = (self.s.active_version, tuple(sorted((k, sum(n.used_slots for n in ns), len(ns))
+                                                         for k, ns in free.items())))
+        if signature == self._fruitless_dispatch:
+            return
+        started = 0
         queue = list(self.s.active.values())
         priority = {j.key: int(j.doc.get("priority", 0)) for j in self.s.jobs.values()}
         if len(set(priority.values())) > 1:  # stable sort: FIFO within a priority
@@ -412,6 +419,7 @@ class Scheduler:
             if node is None:
                 continue
             self._start(job, task, pool, node, now)
+            started += 1
             budget -= 1
             if running_per_job is not None:
                 running_per_job[job.key] = running_per_job.get(job.key, 0) + 1
@@ -419,6 +427,7 @@ class Scheduler:
             free[pool_key] = [n for n in free[pool_key] if n.used_slots < slots]
             if not free[pool_key]:
                 del free[pool_key]
+        self._fruitless_dispatch = None if started else signature
 
     @staticmethod
     def _pick_node(pool: PoolRecord, candidates: list[NodeRecord], required: int) -> NodeRecord | None:

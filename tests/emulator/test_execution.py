@@ -251,3 +251,18 @@ def test_task_files_can_be_listed_and_downloaded(ready_pool):
     with pytest.raises(Exception) as exc:
         list(client.list_task_files("idle-job", "never-ran"))
     assert exc.value.error.code == "TaskFilesUnavailable"
+
+
+def test_task_dependencies_run_in_order(ready_pool):
+    client = ready_pool
+    client.create_job(job_options("deps", "work", uses_task_dependencies=True))
+    client.create_task("deps", shell_task("second", 'test -f "$AZ_BATCH_NODE_SHARED_DIR/first-done"',
+                                          depends_on=m.BatchTaskDependencies(task_ids=["first"])))
+    client.create_task("deps", shell_task("first", 'sleep 0.3; touch "$AZ_BATCH_NODE_SHARED_DIR/first-done"'))
+    first = wait_task_completed(client, "deps", "first")
+    second = wait_task_completed(client, "deps", "second")
+    assert second.execution_info.exit_code == 0
+    assert second.execution_info.start_time >= first.execution_info.end_time
+    with pytest.raises(Exception) as exc:  # dependencies need usesTaskDependencies on the job
+        client.create_task("job", shell_task("x", "true", depends_on=m.BatchTaskDependencies(task_ids=["a"])))
+    assert exc.value.error.code == "TaskDependenciesNotSpecifiedOnJob"

@@ -30,6 +30,7 @@ class State:
         self.jobs: dict[str, JobRecord] = {}
         # Active tasks in the order they became schedulable (FIFO within a priority); ref -> record.
         self.active: OrderedDict[str, TaskRecord] = OrderedDict()
+        self.active_version = 0  # bumped on every enqueue/dequeue: lets the scheduler skip fruitless dispatches
         self._seq = itertools.count(1)
         self.trash: list[Path] = []  # directories to delete outside the lock (scheduler empties it)
 
@@ -112,6 +113,8 @@ class State:
     def enqueue(self, task: TaskRecord) -> None:
         self.active[task.ref] = task
         self.active.move_to_end(task.ref)
+        self.active_version += 1
 
     def dequeue(self, task: TaskRecord) -> None:
-        self.active.pop(task.ref, None)
+        if self.active.pop(task.ref, None) is not None:
+            self.active_version += 1
