@@ -12,6 +12,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
 from shared import settings, trigger
+from shared.timer import on_timer
 
 app = func.FunctionApp()
 
@@ -21,3 +22,9 @@ app = func.FunctionApp()
                   source=settings.trigger_source(os.environ).value)
 def process_upload(client: blob.BlobClient) -> None:
     trigger.on_blob(client)
+
+
+@app.function_name("reconcile_and_scale")
+@app.timer_trigger(schedule="%TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def reconcile_and_scale(timer: func.TimerRequest) -> None:
+    on_timer(timer)
