@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
@@ -194,6 +195,7 @@ def operation(name: str, handler: Handler, stats: RequestStats, faults: FaultInj
         state = request.scope.get("state", {})
         request_id = state.get("request_id") or str(uuid.uuid4())
         ctx = OpContext(request, request_id, state.get("api_version", NEWEST_API_VERSION), base_url(request.scope))
+        started = time.perf_counter()
         try:
             injected = faults.check(op)
             if injected is not None:
@@ -209,6 +211,9 @@ def operation(name: str, handler: Handler, stats: RequestStats, faults: FaultInj
             stats.record(op, 500)
             return error_response(errors.internal_error(), request.scope, request_id)
         stats.record(op, response.status_code)
+        if log.isEnabledFor(logging.DEBUG):  # path only: Batch URLs carry no secrets, query strings may be long
+            log.debug("op=%s method=%s path=%s status=%d ms=%.1f request_id=%s", op, request.method,
+                      request.url.path, response.status_code, (time.perf_counter() - started) * 1000, request_id)
         return response
     endpoint.__name__ = name
     return endpoint
