@@ -189,12 +189,12 @@ class BatchMonitor:
         self._pool_call("stop_resize", lambda: self._client._stop_pool_resize_internal(self._pool_id))  # noqa: SLF001
 
     def remove_nodes(self, node_ids: tuple[str, ...]) -> None:
-        # Up to 100 nodes per request (service limit); requeue puts any task on them back in the queue.
-        for start in range(0, len(node_ids), 100):
-            options = batch_models.BatchNodeRemoveOptions(
-                node_ids=list(node_ids[start:start + 100]),
-                node_deallocation_option=batch_models.BatchNodeDeallocationOption.REQUEUE)
-            self._pool_call("remove_nodes", lambda o=options: self._client._remove_nodes_internal(self._pool_id, o))  # noqa: SLF001
+        """Remove up to 100 nodes (the service's per-request limit; the pool then resizes, so any rest waits
+        for a later tick). Requeue: a task on a removed node goes back to the queue, it is not lost."""
+        options = batch_models.BatchNodeRemoveOptions(
+            node_ids=list(node_ids[:100]), node_deallocation_option=batch_models.BatchNodeDeallocationOption.REQUEUE)
+        self._pool_call("remove_nodes",
+                        lambda: self._client._remove_nodes_internal(self._pool_id, options))  # noqa: SLF001
 
     def _pool_call(self, operation: str, call) -> None:
         try:

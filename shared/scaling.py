@@ -233,8 +233,9 @@ def decide(pool: PoolSnapshot | None, work: WorkSnapshot, memory: ScalingMemory,
         return decision(take_over + (Resize(need),), Reason.WAKE)
 
     if need > 0 and pool.bad_node_ids:
-        if _replacements_left(memory, policy, now) >= len(pool.bad_node_ids):
-            return decision(take_over + (RemoveNodes(pool.bad_node_ids),), Reason.REPLACE_BAD_NODES)
+        batch = pool.bad_node_ids[:MAX_NODES_PER_REMOVAL]
+        if _replacements_left(memory, policy, now) >= len(batch):
+            return decision(take_over + (RemoveNodes(batch),), Reason.REPLACE_BAD_NODES)
         replace_reason = Reason.REPLACEMENT_BUDGET_SPENT
     else:
         replace_reason = None
@@ -272,6 +273,7 @@ def remember(memory: ScalingMemory, action: Action, now: datetime) -> ScalingMem
 
 
 _REPLACEMENT_WINDOW = timedelta(hours=1)
+MAX_NODES_PER_REMOVAL = 100  # service limit per remove-nodes request
 
 
 def _track_idle(memory: ScalingMemory, work: WorkSnapshot, now: datetime) -> ScalingMemory:

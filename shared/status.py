@@ -55,6 +55,7 @@ class StatusRecord:
     LastActions: str | None = None
     LastActionAt: datetime | None = None
     PoolErrors: str | None = None
+    AutoscaleResult: str | None = None   # the formula's last evaluation, e.g. "$TargetDedicatedNodes=2;..."
     LastTickError: str | None = None
     Watermark: datetime | None = None
     IdleSince: datetime | None = None

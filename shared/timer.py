@@ -254,12 +254,13 @@ class TimerService:
                             LastActionAt=now)
             if view is None:
                 r = replace(r, PoolExists=False, PoolAllocationState=None, PoolAutoscaleEnabled=None,
-                            PoolCurrentNodes=None, PoolTargetNodes=None, PoolErrors=None)
+                            AutoscaleResult=None, PoolCurrentNodes=None, PoolTargetNodes=None, PoolErrors=None)
             else:
                 s = view.snapshot
                 errors = [f"{e.source} {e.code}: {e.message}" if e.message else f"{e.source} {e.code}"
                           for e in view.errors]
                 r = replace(r, PoolExists=True, PoolAllocationState=s.allocation.value,
+                            AutoscaleResult=view.autoscale_results if s.autoscale_enabled else None,
                             PoolAutoscaleEnabled=s.autoscale_enabled, PoolCurrentNodes=s.current_nodes,
                             PoolTargetNodes=s.target_nodes, PoolErrors=errors_text(errors + scaling.refused),
                             NodesIdle=sum(n.state == "idle" for n in nodes),

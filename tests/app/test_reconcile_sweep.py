@@ -1,0 +1,105 @@
+"""The missed-upload sweep on real blobs and a real ledger table (Azurite); submission faked at the
+Submitter seam (it is the trigger's own handler, tested in test_submit.py)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import BlobServiceClient
+
+from shared import naming
+from shared.ledger import LedgerRow, State, TableLedger
+from shared.submit import BlobVersion, Outcome
+from shared.sweep import Sweeper
+from tests.app.stack import unique
+
+JOB = "job-sweep"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def env(storage_connection_string):
+    blobs = BlobServiceClient.from_connection_string(storage_connection_string)
+    container = unique("in-")
+    blobs.create_container(container)
+    name = unique("sweep")
+    table = TableClient.from_connection_string(storage_connection_string, table_name=name)
+    submitted: list[BlobVersion] = []
+
+    def submit(version: BlobVersion) -> Outcome:
+        submitted.append(version)
+        return Outcome(State.QUEUED, naming.task_id(version.name, version.etag or ""))
+
+    clock = Clock(datetime.now(timezone.utc) + timedelta(minutes=10))
+    sweeper = Sweeper(blob_service=blobs, input_container=container, table=table, job_id=JOB, submit=submit,
+                      clock=clock, min_age=timedelta(minutes=5))
+    yield dict(blobs=blobs, container=container, table=table, submitted=submitted, sweeper=sweeper, clock=clock)
+    blobs.delete_container(container)
+    TableServiceClient.from_connection_string(storage_connection_string).delete_table(name)
+
+
+def _upload(env, name: str, data: bytes = b"mp4 bytes") -> str:
+    return env["blobs"].get_blob_client(env["container"], name).upload_blob(data, overwrite=True)["etag"]
+
+
+def test_only_mp4s_without_a_row_are_submitted(env):
+    etag_known = _upload(env, "known.mp4")
+    _upload(env, "missed folder/Missed é.MP4")
+    _upload(env, "notes.txt")
+    TableLedger(env["table"]).record(LedgerRow(
+        job_id=JOB, row_key=naming.task_id("known.mp4", etag_known), state=State.SUCCEEDED, input_container="in",
+        input_name="known.mp4", input_etag=etag_known, input_size=9, input_content_type=None, output_name=None,
+        task_id=None, recorded_at=env["clock"].now))
+    result = env["sweeper"].run(None)
+    assert [v.name for v in env["submitted"]] == ["missed folder/Missed é.MP4"]
+    version = env["submitted"][0]
+    assert version.container == env["container"] and version.size == 9 and version.etag
+    assert result.blobs_listed == 3 and result.candidates == 2 and result.missing == 1 and result.submitted == 1
+    assert result.cutoff == env["clock"].now - timedelta(minutes=5)
+
+
+def test_blobs_younger_than_min_age_are_left_to_the_trigger(env):
+    _upload(env, "fresh.mp4")
+    env["clock"].now = datetime.now(timezone.utc) + timedelta(minutes=1)
+    result = env["sweeper"].run(None)
+    assert env["submitted"] == [] and result.candidates == 0
+
+
+def test_blobs_older_than_the_previous_sweep_are_not_looked_up_again(env):
+    _upload(env, "old.mp4")
+    since = env["clock"].now  # the previous sweep's cutoff is well after this blob (beyond the clock margin)
+    env["clock"].now = since + timedelta(hours=1)
+    result = env["sweeper"].run(since)
+    assert result.candidates == 0 and env["submitted"] == []
+
+
+def test_reupload_of_the_same_name_is_new_work(env):
+    first = _upload(env, "clip.mp4", b"v1")
+    TableLedger(env["table"]).record(LedgerRow(
+        job_id=JOB, row_key=naming.task_id("clip.mp4", first), state=State.SUCCEEDED, input_container="in",
+        input_name="clip.mp4", input_etag=first, input_size=2, input_content_type=None, output_name=None,
+        task_id=None, recorded_at=env["clock"].now))
+    second = _upload(env, "clip.mp4", b"v2 changed")
+    env["sweeper"].run(None)
+    swept = [(v.name, naming.normalize_etag(v.etag)) for v in env["submitted"]]
+    assert swept == [("clip.mp4", naming.normalize_etag(second))]
+
+
+def test_a_failing_submit_does_not_advance_the_cutoff(env):
+    _upload(env, "a.mp4")
+
+    def broken(version):
+        raise RuntimeError("Batch unavailable")
+
+    sweeper = Sweeper(blob_service=env["blobs"], input_container=env["container"], table=env["table"], job_id=JOB,
+                      submit=broken, clock=env["clock"], min_age=timedelta(0))
+    with pytest.raises(RuntimeError):
+        sweeper.run(None)

@@ -1,0 +1,179 @@
+"""The tick's orchestration (shared/timer.py) with its parts faked: phase isolation, work lower bounds,
+maintenance cadence, the in-process overlap guard, TickFailed."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared.batch_monitor import PoolView
+from shared.gateway import TaskCounts
+from shared.reconcile import HygieneResult, ReconcileResult
+from shared.scaling import Allocation, PoolSnapshot, ScalingPolicy
+from shared.status import LoadedStatus, StatusRecord
+from shared.sweep import SweepResult
+from shared.timer import TickFailed, TimerService, on_timer, set_timer_service
+from shared.timer_settings import TimerSettings
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+SETTINGS = TimerSettings(idle_grace=timedelta(seconds=120), autoscale_handback=timedelta(seconds=300),
+                         reconcile_overlap=timedelta(seconds=60), sweep_interval=timedelta(minutes=10),
+                         sweep_min_age=timedelta(minutes=5), completed_task_retention=timedelta(hours=1),
+                         status_heartbeat=timedelta(minutes=5))
+
+
+@dataclass
+class FakeMonitor:
+    counts: TaskCounts | Exception | None = field(default_factory=lambda: TaskCounts(0, 0, 0, 0, 0))
+    snapshot: PoolSnapshot | None = field(default_factory=lambda: PoolSnapshot(Allocation.STEADY, True, 0, 0))
+    calls: list[str] = field(default_factory=list)
+
+    def task_counts(self):
+        if isinstance(self.counts, Exception):
+            raise self.counts
+        return self.counts
+
+    def get_pool(self):
+        return PoolView(self.snapshot, (), "$TargetDedicatedNodes=0") if self.snapshot else None
+
+    def with_nodes(self, view):
+        return view, ()
+
+    def disable_autoscale(self):
+        self.calls.append("disable_autoscale")
+        self.snapshot = PoolSnapshot(self.snapshot.allocation, False, self.snapshot.current_nodes,
+                                     self.snapshot.target_nodes)
+
+    def resize(self, target):
+        self.calls.append(f"resize({target})")
+        self.snapshot = PoolSnapshot(Allocation.RESIZING, False, self.snapshot.current_nodes, target)
+
+    def enable_autoscale(self):
+        self.calls.append("enable_autoscale")
+
+    def stop_resize(self):
+        self.calls.append("stop_resize")
+
+    def remove_nodes(self, ids):
+        self.calls.append("remove_nodes")
+
+
+@dataclass
+class FakeReconciler:
+    result: ReconcileResult | Exception = field(default_factory=ReconcileResult)
+    cleaned: int = 0
+
+    def run(self):
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+    def clean_completed(self, *, retention):
+        self.cleaned += 1
+        return HygieneResult()
+
+
+@dataclass
+class FakeStatus:
+    record: StatusRecord = field(default_factory=StatusRecord)
+    saved: list[StatusRecord] = field(default_factory=list)
+
+    def load(self):
+        return LoadedStatus(self.record, "etag" if self.saved else None)
+
+    def save(self, loaded, new, increments, now):
+        self.record = new
+        self.saved.append(new)
+        return True
+
+
+@dataclass
+class FakeSweeper:
+    runs: list = field(default_factory=list)
+
+    def run(self, since):
+        self.runs.append(since)
+        return SweepResult(cutoff=T0 - timedelta(minutes=5))
+
+
+def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0) -> TimerService:
+    return TimerService(settings=SETTINGS, policy=ScalingPolicy(max_nodes=4, idle_grace=SETTINGS.idle_grace,
+                                                                autoscale_handback=SETTINGS.autoscale_handback),
+                        monitor=monitor or FakeMonitor(), reconciler=reconciler or FakeReconciler(),
+                        status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
+                        job_id="job", ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
+
+
+def test_a_ledger_outage_does_not_stop_the_wake():
+    monitor = FakeMonitor(counts=TaskCounts(active=2, running=0, completed=0, succeeded=0, failed=0))
+    report = service(monitor, FakeReconciler(RuntimeError("table down"))).tick()
+    assert monitor.calls[:2] == ["disable_autoscale", "resize(2)"]
+    assert any("reconcile" in e for e in report.errors)
+
+
+def test_unknown_work_is_not_treated_as_idle():
+    monitor = FakeMonitor(counts=RuntimeError("batch throttled"),
+                          snapshot=PoolSnapshot(Allocation.STEADY, True, 2, 2))
+    status = FakeStatus(StatusRecord(IdleSince=T0 - timedelta(hours=1), LastSweepAt=T0))
+    report = service(monitor, status=status).tick()
+    assert monitor.calls == [] and report.scaling is None
+    assert "task_counts" in status.saved[-1].LastTickError
+
+
+def test_the_reconcile_listing_lifts_stale_counts():
+    monitor = FakeMonitor(counts=TaskCounts(0, 0, 0, 0, 0))  # counts lag behind a task the listing saw
+    status = FakeStatus(StatusRecord(IdleSince=T0 - timedelta(hours=1), LastSweepAt=T0))
+    service(monitor, FakeReconciler(ReconcileResult(listed=1, seen_active=1)), status).tick()
+    assert monitor.calls == ["disable_autoscale", "resize(1)"]
+
+
+def test_maintenance_runs_on_its_cadence_and_records_the_sweep():
+    status, sweeper, reconciler = FakeStatus(), FakeSweeper(), FakeReconciler()
+    service(reconciler=reconciler, status=status, sweeper=sweeper).tick()
+    assert len(sweeper.runs) == 1 and reconciler.cleaned == 1
+    assert status.record.LastSweepAt == T0 and status.record.SweepWatermark == T0 - timedelta(minutes=5)
+    service(reconciler=reconciler, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=9)).tick()
+    assert len(sweeper.runs) == 1
+    service(reconciler=reconciler, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=10)).tick()
+    assert sweeper.runs == [None, T0 - timedelta(minutes=5)]
+
+
+def test_status_shows_the_pool_after_the_actions_and_the_decision():
+    monitor = FakeMonitor(counts=TaskCounts(active=1, running=0, completed=0, succeeded=0, failed=0))
+    status = FakeStatus(StatusRecord(LastSweepAt=T0))
+    service(monitor, status=status).tick()
+    record = status.record
+    assert record.PoolTargetNodes == 1 and record.PoolAutoscaleEnabled is False
+    assert record.LastDecision == "wake" and record.LastActions == "disable_autoscale,resize(1)"
+    assert record.TasksActive == 1 and record.NodesNeeded == 1 and record.LastPoolChange == T0
+
+
+def test_overlapping_tick_in_one_process_is_skipped():
+    gate, release = threading.Event(), threading.Event()
+
+    class SlowReconciler(FakeReconciler):
+        def run(self):
+            gate.set()
+            release.wait(5)
+            return ReconcileResult()
+
+    svc = service(reconciler=SlowReconciler())
+    first = threading.Thread(target=svc.tick)
+    first.start()
+    gate.wait(5)
+    assert svc.tick().skipped
+    release.set()
+    first.join(5)
+
+
+def test_on_timer_raises_when_a_phase_failed_so_the_host_records_it():
+    set_timer_service(service(reconciler=FakeReconciler(RuntimeError("boom"))))
+    try:
+        with pytest.raises(TickFailed, match="reconcile"):
+            on_timer(type("T", (), {"past_due": True})())
+        set_timer_service(service())
+        assert not on_timer(type("T", (), {"past_due": False})()).errors
+    finally:
+        set_timer_service(None)
