@@ -1,8 +1,9 @@
 """Batch emulator throughput through the real azure-batch SDK (a benchmark, not a test).
 
-    .venv/bin/python bench/bench_emulator.py [--tasks 2000] [--threads 4] [--list-tasks 10000]
+    .venv/bin/python bench/bench_emulator.py [--tasks 2000] [--threads 4] [--list-tasks 10000] [--separate-process]
 
-Measures, against an in-process emulator on a free port (in-memory or on-disk store):
+Measures, against an emulator on a free port (in this process, or with --separate-process as its own
+`python -m devstack.batch_emulator` process like the local stack runs it; SQLite or in-memory store):
 - single task adds per second (`create_task`, one HTTP call per task - what the blob trigger does), sequential
   and from N client threads;
 - collection adds per second (`create_tasks`, 100 per call);
@@ -13,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,20 +35,45 @@ from devstack.batch_emulator.config import EmulatorConfig  # noqa: E402
 from devstack.batch_emulator.server import EmulatorServer  # noqa: E402
 
 
+@dataclass
+class Target:
+    """Where the emulator under test listens (in-process server or a child process)."""
+
+    url: str
+    config: EmulatorConfig
+
+
+def start_separate(config: EmulatorConfig, data_dir: Path | None) -> tuple[Target, subprocess.Popen]:
+    args = [sys.executable, "-m", "devstack.batch_emulator", "--port", "0", "--log-level", "INFO",
+            "--ffmpeg-on-path", "false"]
+    args += ["--in-memory"] if data_dir is None else ["--data-dir", str(data_dir)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        found = re.search(r"Batch emulator ready on (http://\S+)", line)
+        if found:
+            # keep draining its log so a chatty emulator never blocks on a full pipe
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            return Target(found.group(1), config), proc
+    proc.kill()
+    raise RuntimeError("the emulator process did not report ready")
+
+
 def _task(task_id: str) -> m.BatchTaskCreateOptions:
     return m.BatchTaskCreateOptions(id=task_id, command_line="/bin/sh -c 'true'")
 
 
-def _client(server: EmulatorServer) -> BatchClient:
+def _client(server: Target | EmulatorServer) -> BatchClient:
     cfg = server.config
     return BatchClient(server.url, AzureNamedKeyCredential(cfg.account_name, cfg.account_key))
 
 
-def _stats(server: EmulatorServer) -> dict:
+def _stats(server: Target | EmulatorServer) -> dict:
     return httpx.get(f"{server.url}/_emulator/stats").json()
 
 
-def bench_single_adds(server: EmulatorServer, job: str, count: int, threads: int) -> float:
+def bench_single_adds(server: Target | EmulatorServer, job: str, count: int, threads: int) -> float:
     clients = [_client(server) for _ in range(max(1, threads))]
     for c in clients:  # warm connections
         list(c.list_jobs())
@@ -64,7 +94,7 @@ def bench_single_adds(server: EmulatorServer, job: str, count: int, threads: int
     return count / elapsed
 
 
-def bench_collection_adds(server: EmulatorServer, job: str, count: int) -> float:
+def bench_collection_adds(server: Target | EmulatorServer, job: str, count: int) -> float:
     client = _client(server)
     tasks = [_task(f"c{i}") for i in range(count)]
     start = time.perf_counter()
@@ -74,7 +104,7 @@ def bench_collection_adds(server: EmulatorServer, job: str, count: int) -> float
     return count / elapsed
 
 
-def bench_listing(server: EmulatorServer, job: str, total: int) -> tuple[int, int, float, int]:
+def bench_listing(server: Target | EmulatorServer, job: str, total: int) -> tuple[int, int, float, int]:
     client = _client(server)
     client.create_tasks(job, [_task(f"l{i}") for i in range(total)], max_concurrency=4)
     for i in range(0, total, 10):  # 10% completed, spread over the job
@@ -96,13 +126,19 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="client threads for the concurrent add run")
     parser.add_argument("--list-tasks", type=int, default=10_000, help="tasks in the listing benchmark")
     parser.add_argument("--in-memory", action="store_true", help="use the in-memory store instead of SQLite")
+    parser.add_argument("--separate-process", action="store_true",
+                        help="run the emulator as its own process (client and server do not share the GIL)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = EmulatorConfig(port=0, data_dir=None if args.in_memory else Path(tmp) / "state",
-                                log_level="WARNING", ffmpeg_on_path=False)
-        server = EmulatorServer(config).start()
+        data_dir = None if args.in_memory else Path(tmp) / "state"
+        config = EmulatorConfig(port=0, data_dir=data_dir, log_level="WARNING", ffmpeg_on_path=False)
+        proc = None
+        if args.separate_process:
+            server, proc = start_separate(config, data_dir)
+        else:
+            server = EmulatorServer(config).start()
         try:
             admin = _client(server)
             for job in ("seq", "par", "coll", "list"):
@@ -113,10 +149,15 @@ def main() -> int:
             coll = bench_collection_adds(server, "coll", args.tasks * 5)
             active, calls, list_s, completed = bench_listing(server, "list", args.list_tasks)
         finally:
-            server.stop()
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=20)
+            else:
+                server.stop()
 
     store = "memory" if args.in_memory else "sqlite (WAL)"
-    print(f"\n### Batch emulator throughput (azure-batch 15.1.0 SDK, store: {store})\n")
+    where = "separate process" if args.separate_process else "same process as the client"
+    print(f"\n### Batch emulator throughput (azure-batch 15.1.0 SDK, store: {store}, emulator: {where})\n")
     print("| measurement | result |")
     print("|---|---|")
     print(f"| create_task, 1 client thread | {seq:,.0f} tasks/s |")
