@@ -52,7 +52,7 @@ _log = get_logger("reconcile")
 
 WATERMARK_ROW = "watermark"
 MAX_TRANSACTION = 100        # entity-group transaction limit (one partition)
-_POINT_READ_LIMIT = 150      # above this many rows, one partition scan is cheaper than point reads
+_SCAN_MIN_ROWS = 150         # a catch-up scan only pays off when many rows are wanted
 _READ_WORKERS = 8
 _MAX_TEXT = 1024             # failure texts kept short: a row must stay readable
 _LOG_READ_BYTES = 16 * 1024
@@ -295,10 +295,10 @@ class Reconciler:
                 newest = task.state_transition_time
             chunk.append(task)
             if len(chunk) >= 1000:
-                self._apply(chunk, result)
+                self._apply(chunk, result, catch_up=watermark is None)
                 chunk = []
         if chunk:
-            self._apply(chunk, result)
+            self._apply(chunk, result, catch_up=watermark is None)
         if result.complete and newest is not None and (watermark is None or _ms(newest) > _ms(watermark)):
             if self._store_watermark(mark_row, _ms(newest)):
                 result.watermark_after = _ms(newest)
@@ -310,14 +310,18 @@ class Reconciler:
               watermark=result.watermark_after.isoformat() if result.watermark_after else None)
         return result
 
-    def _apply(self, tasks: Sequence[TaskSnapshot], result: ReconcileResult) -> None:
-        """Bring the rows of `tasks` up to date: conditional writes, ≤100 per transaction, one retry."""
+    def _apply(self, tasks: Sequence[TaskSnapshot], result: ReconcileResult, *, catch_up: bool = False) -> None:
+        """Bring the rows of `tasks` up to date: conditional writes, ≤100 per transaction, one retry.
+
+        `catch_up` (no watermark yet: the whole job is listed) reads the ledger partition in pages
+        instead of row by row."""
         pending = [t for t in tasks if not self._known_current(t)]
         result.unchanged += len(tasks) - len(pending)
         for attempt in (1, 2):
             if not pending:
                 return
-            rows = self._read_rows([t.task_id for t in pending])
+            rows = read_rows(self._table, self._job_id, [t.task_id for t in pending],
+                             scan=catch_up and len(pending) >= _SCAN_MIN_ROWS)
             operations: list[tuple[TaskSnapshot, tuple]] = []
             for task in pending:
                 op = self._operation(task, rows.get(task.task_id), result)
@@ -435,9 +439,6 @@ class Reconciler:
         except ResourceExistsError:
             pass
 
-    def _read_rows(self, task_ids: Sequence[str]) -> dict[str, _Row]:
-        return read_rows(self._table, self._job_id, task_ids)
-
     # -- cache ------------------------------------------------------------------------------------
     def _known_current(self, task: TaskSnapshot) -> bool:
         if task.state_transition_time is None:
@@ -470,7 +471,7 @@ class Reconciler:
         result.candidates = len(candidates)
         if not candidates:
             return result
-        rows = self._read_rows([t.task_id for t in candidates])
+        rows = read_rows(self._table, self._job_id, [t.task_id for t in candidates])
         final = [t for t in candidates if _row_final_for(rows.get(t.task_id), t)]
         behind = [t for t in candidates if not _row_final_for(rows.get(t.task_id), t)]
         if behind:
@@ -498,19 +499,21 @@ class Reconciler:
         return ok
 
 
-def read_rows(table: TableClient, partition: str, row_keys: Sequence[str]) -> dict[str, _Row]:
-    """The existing rows among `row_keys`: parallel point reads for a few, one partition scan for many.
+def read_rows(table: TableClient, partition: str, row_keys: Sequence[str], *, scan: bool = False,
+              select: list[str] | None = None) -> dict[str, _Row]:
+    """The existing rows among `row_keys`: parallel point reads, or one paged scan of the partition.
 
-    Point reads stay O(1) however large the partition grows; an OR-of-RowKeys filter would make the
-    service scan the partition on every call, so a scan is only used when it is the cheaper one."""
+    Point reads stay O(1) however large the ledger partition grows (it keeps every file ever seen), so
+    they are the default; a caller that wants most of the partition anyway (a first run) asks for the
+    scan. An OR-of-RowKeys filter is not used: the service would scan the partition for each one."""
     if not row_keys:
         return {}
-    if len(row_keys) > _POINT_READ_LIMIT:
+    if scan:
         wanted = set(row_keys)
         rows: dict[str, _Row] = {}
         try:
             for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
-                                               results_per_page=1000):
+                                               results_per_page=1000, select=select):
                 if entity["RowKey"] in wanted:
                     rows[entity["RowKey"]] = _Row(dict(entity), entity.metadata.get("etag"))
         except ResourceNotFoundError:
@@ -519,7 +522,7 @@ def read_rows(table: TableClient, partition: str, row_keys: Sequence[str]) -> di
 
     def read_one(key: str) -> _Row | None:
         try:
-            entity = table.get_entity(partition, key)
+            entity = table.get_entity(partition, key, select=select)
         except ResourceNotFoundError:  # no row, or no table yet
             return None
         return _Row(dict(entity), entity.metadata.get("etag"))

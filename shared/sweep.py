@@ -27,6 +27,7 @@ from .submit import BlobVersion, Outcome
 _log = get_logger("sweep")
 
 _CLOCK_MARGIN = timedelta(minutes=5)  # storage vs function clock skew and listing lag
+_SCAN_MIN_CANDIDATES = 150
 
 
 @dataclass
@@ -68,7 +69,9 @@ class Sweeper:
                                   size=blob.size, content_type=content_type)
             candidates[naming.task_id(blob.name, blob.etag)] = version
         result.candidates = len(candidates)
-        existing = read_rows(self._table, self._job_id, list(candidates))
+        # The first sweep looks at every MP4: one paged scan of the ledger's keys beats a read per blob.
+        existing = read_rows(self._table, self._job_id, list(candidates),
+                             scan=since is None and len(candidates) > _SCAN_MIN_CANDIDATES, select=["RowKey"])
         missing = [version for key, version in candidates.items() if key not in existing]
         result.missing = len(missing)
         for version in missing:

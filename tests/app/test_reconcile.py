@@ -391,3 +391,20 @@ def test_retry_in_progress_shows_queued_with_retry_count(env):
     rec.run()
     row = table.get_entity(JOB, "r1")
     assert row[Col.STATE] == "queued" and row[Col.RETRIES] == 1
+
+
+def test_after_the_first_run_rows_are_point_read_never_scanned(env):
+    table, tasks, transport = env["table"], env["tasks"], env["transport"]
+    rec = env["make"]()
+    submit_row(table, "seed", "seed.mp4")
+    tasks.put(running("seed", T0))
+    rec.run()  # watermark set
+    for i in range(200):
+        submit_row(table, f"p{i:03d}", f"p{i}.mp4")
+        tasks.put(running(f"p{i:03d}", T0 + timedelta(seconds=1, milliseconds=i)))
+    mark = transport.mark()
+    result = rec.run()
+    gets = [r for r in transport.since(mark) if r[1] == "GET"]
+    point = [g for g in gets if f"PartitionKey='{JOB}',RowKey=" in g[2]]
+    assert result.updated == 200 and len(point) == 200  # "seed" is known to this process: no read
+    assert len(gets) - len(point) == 1  # the watermark read; no partition scan
