@@ -40,9 +40,12 @@ def wait_for_outputs(container: ContainerClient, inputs: Iterable[str], timeout:
     deadline = time.monotonic() + timeout
     while len(seen) < len(expected):
         now = time.perf_counter()
-        for blob in container.list_blobs(name_starts_with=prefix):
-            if blob.name in expected and expected[blob.name] not in seen and blob.size > 0:
-                seen[expected[blob.name]] = now
+        try:
+            for blob in container.list_blobs(name_starts_with=prefix):
+                if blob.name in expected and expected[blob.name] not in seen and blob.size > 0:
+                    seen[expected[blob.name]] = now
+        except ResourceNotFoundError:
+            pass  # the app creates its output container on its first invocation
         if len(seen) < len(expected):
             if time.monotonic() > deadline:
                 missing = sorted(set(expected.values()) - set(seen))

@@ -21,6 +21,12 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def ratio_text(ratio: float | None) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
 def verdict(met: bool | None) -> str:
     return "n/a" if met is None else ("met" if met else "**MISSED**")
 
@@ -33,7 +39,7 @@ def summary_rows(items: Sequence[ItemResult]) -> list[list[str]]:
             continue
         for f in item.findings:
             rows.append([item.key, f.measure, f.ours, f.baseline,
-                         "" if f.ratio is None else f"{f.ratio:.2f}x", f.target, verdict(f.met)])
+                         ratio_text(f.ratio), f.target, verdict(f.met)])
     return rows
 
 

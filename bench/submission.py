@@ -103,7 +103,7 @@ def run(quick: bool = False, work_root: Path | None = None) -> ItemResult:
         source = clips.clip(clips.ClipSpec(2, "360p", 2))
         names = [f"burst/{i:05d} clip.mp4" for i in range(size.uploads)]
         upload_started = time.perf_counter()
-        uploaded = upload_all(blobs, settings.input_container, [Upload(n, source) for n in names], threads=16)
+        uploaded = upload_all(blobs, settings.input_container, [Upload(n, source) for n in names], threads=8)
         upload_seconds = time.perf_counter() - upload_started
         expected = {naming.task_id(n, uploaded[n]["etag"]) for n in names}
 
@@ -195,7 +195,7 @@ def _fill(result: ItemResult, size: Size, threads: int, upload_seconds: float, c
     result.rows += [["steady (burst)", s, op, n, f"{n / deliveries:.3f}"] for (s, op), n in sorted(burst.items())]
     result.notes = [
         f"{threads} concurrent invocations (host.json extensions.blobs.maxDegreeOfParallelism), as the host runs "
-        f"them; {size.uploads} uploads of a 2 s MP4 took {upload_seconds:.1f} s to upload first (16 streams).",
+        f"them; {size.uploads} uploads of a 2 s MP4 took {upload_seconds:.1f} s to upload first (8 streams).",
         f"Emulator request stats for the burst: {json.dumps(emulator_ops['operations'])}; cold invocation: "
         f"{json.dumps(cold_batch_ops)}.",
         f"Verification: {len(task_ids)} Batch tasks, {len(row_keys)} ledger rows ({dict(states)}); missing tasks "
