@@ -6,8 +6,9 @@ audio. Benchmark clips mix pink noise with a tone per channel (independent per c
 is real stereo), which encodes near the bitrates of music. The video is lavfi's test pattern at
 25 fps (encoded once per size and duration, then muxed with each audio layout).
 
-Clips are cached under .devstack/bench-cache/ keyed by their parameters, so a second run skips
-generation. Everything goes through the pinned ffmpeg (devstack/ffmpeg.py).
+Clips are cached in the user's cache directory ($XDG_CACHE_HOME or ~/.cache, mp4-to-mp3-bench/clips),
+keyed by their parameters, so a second run skips generation. (Not under .devstack/: the one-command run's
+tests may wipe that directory while a benchmark runs.) Everything goes through the pinned ffmpeg (devstack/ffmpeg.py).
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from pathlib import Path
 
 from devstack.ffmpeg import ffmpeg_exe
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = ROOT / ".devstack" / "bench-cache" / "clips"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mp4-to-mp3-bench" / "clips"
 _GENERATOR = "v1"   # bump when the recipe changes, so stale cached clips are not reused
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):(\d+\.\d+)")
 _SIZES = {"360p": "640x360", "720p": "1280x720", "1080p": "1920x1080"}

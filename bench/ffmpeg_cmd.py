@@ -189,7 +189,7 @@ def _fill(result: ItemResult, per_clip: list[dict], quality: int, size: Size) ->
         "smaller but lower quality; this compares per-file cost, not equal quality.",
         f"ours converts audio at a median {ours_rt:.0f}x real time on one core.",
         "Clips: lavfi test pattern video (H.264 ultrafast, 25 fps) + pink noise and a tone per channel "
-        "(AAC 96k mono / 160k stereo), generated once and cached in .devstack/bench-cache/.",
+        "(AAC 96k mono / 160k stereo), generated once and cached (bench/clips.py).",
     ]
     labels = [r["clip"] for r in per_clip]
     result.chart = Chart("1. ffmpeg wall per file (median)", "seconds", labels,

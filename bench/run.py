@@ -2,7 +2,7 @@
 
 Default size takes about 10-15 minutes on a 2-core machine and writes bench/results/latest.md (tables),
 latest.png (chart) and latest.json (every figure). --quick runs smaller sizes in a few minutes and writes
-to .devstack/bench/ unless --out says otherwise. Items:
+to $TMPDIR/mp4-to-mp3-bench/ unless --out says otherwise (py-spy profiles go there too). Items:
   1 ffmpeg command     ours vs the tutorial's vs audio decode only, per file
   2 throughput         N files through the whole local pipeline vs the same ffmpeg commands run directly
   3 submission         requests per upload; a burst of uploads: time, lost, duplicated
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import time
@@ -27,7 +28,8 @@ from .model import ItemResult
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SCRATCH = ROOT / ".devstack" / "bench"
+# Scratch outside the repository: the one-command run's tests may wipe .devstack/ while a benchmark runs.
+SCRATCH = Path(os.environ.get("TMPDIR") or "/tmp") / "mp4-to-mp3-bench"
 
 
 def _items(quick: bool, profile_dir: Path) -> dict[str, tuple[str, Callable[[], ItemResult]]]:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
     parser.add_argument("--only", default="", help="comma-separated item numbers, e.g. 1,3 (default: all)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results directory (default: bench/results, or .devstack/bench with --quick)")
+                        help="results directory (default: bench/results, or $TMPDIR/mp4-to-mp3-bench with --quick)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # The app's SDK clients log every request at INFO; the bench's own output is the report.
