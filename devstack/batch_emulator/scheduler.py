@@ -40,6 +40,7 @@ log = logging.getLogger("devstack.batch_emulator.scheduler")
 DEFAULT_RETENTION = timedelta(days=7)   # SDK BatchTaskConstraints.retention_time: "The default is 7 days"
 RETENTION_SWEEP_SECONDS = 5.0
 METER_SAVE_SECONDS = 5.0
+START_TASK_WORKERS = 4
 MIN_PASS_GAP = 0.01                      # coalesce bursts of wake-ups (e.g. hundreds of task adds per second)
 QUOTA_ERROR = "AccountCoreQuotaReached"  # what the service reports when a resize hits the core quota
 RESIZE_TIMEOUT_ERROR = "AllocationTimedout"
@@ -54,8 +55,10 @@ class Scheduler:
         self.cfg = backend.config
         self._runner = runner
         self._storage = StorageAccess(connection_string=self.cfg.storage_connection_string)
-        self._workers = ThreadPoolExecutor(max_workers=self.cfg.max_running_tasks + 4,
-                                           thread_name_prefix="batch-node")
+        # Job tasks and start tasks get separate workers so a burst of booting nodes never delays a task that
+        # is already shown as running.
+        self._workers = ThreadPoolExecutor(max_workers=self.cfg.max_running_tasks, thread_name_prefix="batch-task")
+        self._start_workers = ThreadPoolExecutor(max_workers=START_TASK_WORKERS, thread_name_prefix="batch-start")
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._stopping = False
         self._in_flight = 0               # job-task processes currently running (host-wide budget)
@@ -95,6 +98,7 @@ class Scheduler:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._workers.shutdown(wait=True, cancel_futures=True)
+        self._start_workers.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
         while True:
@@ -300,7 +304,7 @@ class Scheduler:
             environment_settings=list(start_task.get("environmentSettings") or []), max_wall_clock=None,
             retry_count=retry_count, is_dedicated=node.is_dedicated, is_start_task=True,
             extra_path=tuple(self._extra_path))
-        self._workers.submit(self._run_start_task, pool.key, node.id, token, launch, cancel)
+        self._start_workers.submit(self._run_start_task, pool.key, node.id, token, launch, cancel)
 
     def _run_start_task(self, pool_key: str, node_id: str, token: int, launch: TaskLaunch,
                         cancel: threading.Event) -> None:

@@ -83,10 +83,8 @@ class Backend:
                     # It was being removed when the process stopped: finish the removal now.
                     continue
                 if node.state in ("creating", "starting", "waitingforstarttask", "rebooting"):
-                    node.sys.pop("startingAt", None)
-                    node.sys.pop("readyAt", None)
+                    node.sys["bootStartedAt"] = iso(now)  # boots again, taking node_start_delay
                     node.transition("creating", now, touch=False)
-                    node.sys["bootAfterRestart"] = True
                 elif node.state in ("running", "idle"):
                     node.transition("idle", now, touch=False)
                 pool.nodes[node.id] = node
