@@ -183,19 +183,10 @@ def operation_invalid_for_current_state(reason: str) -> BatchError:
                       [("Reason", reason)])
 
 
+# Formula syntax/length errors come from the autoscale package (AutoScaleError.code), see backend/autoscaling.py.
 def invalid_autoscaling_settings(reason: str) -> BatchError:
     return BatchError(400, "InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid.",
                       [("Reason", reason)])
-
-
-def autoscale_formula_too_long(length: int) -> BatchError:
-    return BatchError(400, "AutoScalingFormulaTooLong", "The specified auto-scaling formula exceeds lengths limit.",
-                      _values([("FormulaLength", length), ("MaxLength", 8192)]))
-
-
-def autoscale_formula_syntax_error(message: str, values: Sequence[tuple[str, str]]) -> BatchError:
-    return BatchError(400, "AutoScalingFormulaSyntaxError", "The specified auto-scaling formula has a syntax error.",
-                      [("Message", message), *values])
 
 
 def too_many_enable_autoscale_requests() -> BatchError:

@@ -266,3 +266,22 @@ def test_task_dependencies_run_in_order(ready_pool):
     with pytest.raises(Exception) as exc:  # dependencies need usesTaskDependencies on the job
         client.create_task("job", shell_task("x", "true", depends_on=m.BatchTaskDependencies(task_ids=["a"])))
     assert exc.value.error.code == "TaskDependenciesNotSpecifiedOnJob"
+
+
+def test_disable_job_requeues_running_tasks_and_enable_runs_them_again(ready_pool):
+    client = ready_pool
+    client.create_job(job_options("pausable", "work"))
+    client.create_task("pausable", shell_task("t", "sleep 0.5"))
+    wait_for(lambda: client.get_task("pausable", "t"), lambda t: t.state == m.BatchTaskState.RUNNING,
+             what="running")
+    client.begin_disable_job("pausable", m.BatchJobDisableOptions(disable_tasks=m.DisableBatchJobOption.REQUEUE),
+                             polling_interval=0).result()
+    assert client.get_job("pausable").state == m.BatchJobState.DISABLED
+    task = client.get_task("pausable", "t")
+    assert task.state == m.BatchTaskState.ACTIVE and task.execution_info.requeue_count == 1
+    import time
+    time.sleep(0.3)
+    assert client.get_task("pausable", "t").state == m.BatchTaskState.ACTIVE  # disabled jobs schedule nothing
+    client.begin_enable_job("pausable", polling_interval=0).result()
+    task = wait_task_completed(client, "pausable", "t")
+    assert task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS

@@ -202,10 +202,10 @@ class JobService:
         now = self.s.now()
         with self.s.lock:
             job = self._job(job_id)
+            if job.state == "disabled":
+                raise errors.BatchError(409, "JobDisabled", "The specified job is disabled.")
             if job.state != "active":
-                raise errors.BatchError(409, "JobNotActive" if job.state != "disabled" else "JobDisabled",
-                                        "The specified job is not in active state." if job.state != "disabled"
-                                        else "The specified job is disabled.")
+                raise errors.job_not_active()
             job.transition("disabling", now)
             for task in list(job.tasks.values()):
                 self.s.dequeue(task)
