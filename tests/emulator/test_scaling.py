@@ -115,7 +115,7 @@ def test_pending_tasks_formula_scales_up_runs_work_and_scales_to_zero(batch_emul
 
 
 def test_resize_conflicts(batch_emulator_factory):
-    emu = batch_emulator_factory(node_start_delay=3.0)
+    emu = batch_emulator_factory(node_start_delay=6.0)
     client = emu.client(retry_total=0)
     client.create_pool(pool_options("auto", enable_auto_scale=True, auto_scale_formula="$TargetDedicatedNodes=0;"))
     with pytest.raises(ResourceExistsError) as exc:
@@ -169,7 +169,7 @@ def busy_pool(batch_emulator):
     client.create_pool(pool_options("p", target_dedicated_nodes=1))
     wait_idle_nodes(client, "p", 1)
     client.create_job(job_options("j", "p"))
-    client.create_task("j", shell_task("t", "sleep 1.5"))
+    client.create_task("j", shell_task("t", "sleep 3"))
     wait_for(lambda: client.get_task("j", "t"), lambda t: t.state == m.BatchTaskState.RUNNING, what="running")
     return client
 
