@@ -284,7 +284,9 @@ class Reconciler:
         result.watermark_before = watermark
         since = watermark - self._overlap if watermark else None
         newest: datetime | None = None
-        chunk: list[TaskSnapshot] = []
+        # Keyed by task id: a task that changes while the listing pages can appear twice, and one
+        # transaction may not touch a row twice. The later transition wins.
+        chunk: dict[str, TaskSnapshot] = {}
         for task in self._tasks.list_task_changes(since):
             result.listed += 1
             if task.state == "active":
@@ -293,12 +295,14 @@ class Reconciler:
                 result.seen_running += 1
             if task.state_transition_time and (newest is None or task.state_transition_time > newest):
                 newest = task.state_transition_time
-            chunk.append(task)
+            seen = chunk.get(task.task_id)
+            if seen is None or _later(task, seen):
+                chunk[task.task_id] = task
             if len(chunk) >= 1000:
-                self._apply(chunk, result, catch_up=watermark is None)
-                chunk = []
+                self._apply(list(chunk.values()), result, catch_up=watermark is None)
+                chunk = {}
         if chunk:
-            self._apply(chunk, result, catch_up=watermark is None)
+            self._apply(list(chunk.values()), result, catch_up=watermark is None)
         if result.complete and newest is not None and (watermark is None or _ms(newest) > _ms(watermark)):
             if self._store_watermark(mark_row, _ms(newest)):
                 result.watermark_after = _ms(newest)
@@ -530,6 +534,12 @@ def read_rows(table: TableClient, partition: str, row_keys: Sequence[str], *, sc
     with ThreadPoolExecutor(max_workers=min(_READ_WORKERS, len(row_keys))) as pool:
         found = list(pool.map(read_one, row_keys))
     return {key: row for key, row in zip(row_keys, found) if row is not None}
+
+
+def _later(a: TaskSnapshot, b: TaskSnapshot) -> bool:
+    if a.state_transition_time is None or b.state_transition_time is None:
+        return a.state_transition_time is not None
+    return a.state_transition_time >= b.state_transition_time
 
 
 def _row_final_for(row: _Row | None, task: TaskSnapshot) -> bool:

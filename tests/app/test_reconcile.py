@@ -408,3 +408,19 @@ def test_after_the_first_run_rows_are_point_read_never_scanned(env):
     point = [g for g in gets if f"PartitionKey='{JOB}',RowKey=" in g[2]]
     assert result.updated == 200 and len(point) == 200  # "seed" is known to this process: no read
     assert len(gets) - len(point) == 1  # the watermark read; no partition scan
+
+
+def test_a_task_listed_twice_while_paging_is_written_once_with_its_latest_state(env):
+    table, tasks = env["table"], env["tasks"]
+    submit_row(table, "dup", "dup.mp4")
+    early, late = running("dup", T0), succeeded("dup", T0 + timedelta(seconds=9), start=T0)
+
+    class Twice(FakeTasks):
+        def list_task_changes(self, since):
+            return [early, late]
+
+    rec = Reconciler(tasks=Twice(), table=table, job_id=JOB, overlap=timedelta(seconds=60), failure_log=None,
+                     output_url=None, clock=env["clock"])
+    result = rec.run()
+    assert result.complete and result.updated == 1 and result.transactions == 1
+    assert table.get_entity(JOB, "dup")[Col.STATE] == "succeeded"
