@@ -47,8 +47,13 @@ def cmd_status(extra: list[str]) -> int:
     return status_cli.main(extra)
 
 
+def cmd_bench(extra: list[str]) -> int:
+    return subprocess.call([sys.executable, "-m", "bench.run", *extra], cwd=stack.ROOT)
+
+
 COMMANDS = {
     "run": (cmd_run, "start the stack, upload sample MP4s and show their conversion live"),
+    "bench": (cmd_bench, "run the benchmarks, write bench/results/ (./dev bench --help)"),
     "test": (cmd_test, "run the test suite (extra arguments go to pytest)"),
     "start": (cmd_start, "start Azurite, the Batch emulator and the dev Functions host in the background"),
     "stop": (cmd_stop, "stop the local stack"),
