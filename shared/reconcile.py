@@ -125,6 +125,13 @@ _GENERIC_FFMPEG = re.compile(
     r"^(Error opening (input|output) files?\b|Error parsing options\b|Conversion failed|To ignore this\b|"
     r"Failed to set value\b|Exiting normally\b)", re.IGNORECASE)
 _FFMPEG_CONTEXT = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")  # "[in#0 @ 0x55d1...] "
+# ffmpeg's wording for the common bad inputs is cryptic to a person browsing the ledger; say what it
+# means first and keep ffmpeg's own words after it.
+_PLAIN_CAUSES = (
+    (re.compile(r"matches no streams", re.IGNORECASE), "the input has no audio stream"),
+    (re.compile(r"moov atom not found|Invalid data found when processing input", re.IGNORECASE),
+     "the input is not a readable MP4 (corrupt or truncated upload)"),
+)
 
 
 def ffmpeg_reason(text: str) -> str | None:
@@ -145,7 +152,10 @@ def ffmpeg_reason(text: str) -> str | None:
         if len(meaningful) == 2:
             break
     reason = " / ".join(meaningful) or fallback
-    return scrub(reason)[:_MAX_TEXT] if reason else None
+    if not reason:
+        return None
+    plain = next((text for pattern, text in _PLAIN_CAUSES if pattern.search(reason)), None)
+    return scrub(f"{plain} (ffmpeg: {reason})" if plain else reason)[:_MAX_TEXT]
 
 
 class BlobFailureLog:

@@ -134,8 +134,9 @@ Error opening input files: Invalid data found when processing input
 
 
 @pytest.mark.parametrize("log,expected", [
-    (NO_AUDIO_LOG, "Stream map '' matches no streams."),
-    (CORRUPT_LOG, "moov atom not found / Error opening input: Invalid data found when processing input"),
+    (NO_AUDIO_LOG, "the input has no audio stream (ffmpeg: Stream map '' matches no streams.)"),
+    (CORRUPT_LOG, "the input is not a readable MP4 (corrupt or truncated upload) "
+                  "(ffmpeg: moov atom not found / Error opening input: Invalid data found when processing input)"),
     ("Conversion failed!\n", "Conversion failed!"),
     ("\n\n", None),
 ])
@@ -187,7 +188,7 @@ def test_failure_carries_category_code_message_and_the_ffmpeg_error_line(env):
     assert row[Col.STATE] == "failed" and row[Col.EXIT_CODE] == 1 and row[Col.RETRIES] == 1
     assert row[Col.FAILURE_CATEGORY] == "usererror" and row[RCol.FAILURE_CODE] == "FailureExitCode"
     assert "exit code representing a failure" in row[Col.FAILURE_MESSAGE]
-    assert row[RCol.FFMPEG_ERROR] == "Stream map '' matches no streams."
+    assert row[RCol.FFMPEG_ERROR] == "the input has no audio stream (ffmpeg: Stream map '' matches no streams.)"
     assert row[Col.REASON] == row[RCol.FFMPEG_ERROR]
     assert Col.OUTPUT_URL not in row
     assert result.newly_failed == 1
