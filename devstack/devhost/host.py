@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import uvicorn
+from azure.core.exceptions import ResourceNotFoundError
 
 from .blobpath import BlobPathPattern
 from .blobs import BlobDispatcher, BlobFunction
@@ -271,7 +272,17 @@ class DevHost:
                      fn.name, fn.pattern.path, extra={"event": "eventgrid.not_matching", "function": fn.name})
             return False
         assert self._dispatcher is not None
-        return self._dispatcher.offer(fn, event.container, event.blob_name, event.etag, EVENT_GRID_SOURCE)
+        etag = event.etag
+        if etag is None:
+            # Event Grid always sends data.eTag; hand-written events (test.http) may not: use the current version.
+            service = self._clients.blob_service(fn.connection.connection_string)
+            try:
+                etag = service.get_blob_client(event.container, event.blob_name).get_blob_properties().etag
+            except ResourceNotFoundError:
+                log.info("BlobCreated for %s/%s: the blob does not exist; ignored", event.container, event.blob_name,
+                         extra={"event": "eventgrid.blob_missing", "function": fn.name})
+                return False
+        return self._dispatcher.offer(fn, event.container, event.blob_name, etag, EVENT_GRID_SOURCE)
 
     def _start_http(self) -> None:
         event_grid = {fn.name.lower(): fn for fn in self.blob_functions if fn.source == EVENT_GRID_SOURCE}

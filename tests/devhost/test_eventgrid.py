@@ -63,6 +63,19 @@ def test_single_blob_created_event_invokes_the_function(toy_app, eg_host, blob_s
     assert call["invocation_id"]
 
 
+def test_hand_written_event_without_etag_fires_for_the_current_version(toy_app, eg_host, blob_service):
+    # test.http-style events carry no eTag: the current version fires; a missing blob is ignored.
+    event = created_event(blob_service, toy_app.eventgrid_container, "hand/written.mp4")
+    current = blob_service.get_blob_client(toy_app.eventgrid_container, "hand/written.mp4").get_blob_properties().etag
+    del event["data"]["eTag"]
+    missing = blob_created_event(event["data"]["url"].replace("written.mp4", "absent.mp4"), "x", 1)
+    del missing["data"]["eTag"]
+    assert post(eg_host, [event, missing]).status_code == 202
+    eg_host.wait_idle()
+    [call] = [c for c in toy_app.calls("blob") if c["fn"] == "on_event"]
+    assert call["name"] == f"{toy_app.eventgrid_container}/hand/written.mp4" and call["etag"] == current
+
+
 def test_batched_delivery_invokes_once_per_matching_blob_created(toy_app, eg_host, blob_service):
     first = created_event(blob_service, toy_app.eventgrid_container, "a.mp4")
     second = created_event(blob_service, toy_app.eventgrid_container, "b.mp4")
