@@ -8,7 +8,7 @@ dev host is restarted between blocks to switch the app's trigger source (BLOB_TR
   posts the BlobCreated event to the host's webhook as an Event Grid subscription would (Event Grid's own
   delivery delay in Azure, typically under a second, is not part of this figure).
 Blocks alternate (polling, Event Grid, polling, Event Grid) so drifting machine noise hits both alike.
-Each sample: a random pause (0-1 s, so uploads meet the scan at random phases), upload one clip, then poll
+Each sample: a random pause (0-2 s, one scan interval, so uploads meet the scan at uniform phases), upload one clip, then poll
 the output blob every 50 ms. Per sample the task's Batch times split the latency into trigger (upload ->
 task created), queue (created -> started), run (started -> ended) and output (ended -> MP3 seen).
 The limit: the task's ffmpeg command alone on the same clip.
@@ -65,7 +65,9 @@ def _one(stack: LocalStack, values: dict[str, str], source: str, clip: Path, ind
          http: httpx.Client) -> Sample:
     blobs = stack.blob_service()
     name = f"latency/{source.replace(' ', '-').lower()}-{index:03d}.mp4"
-    time.sleep(rng.uniform(0.0, 1.0))
+    # A pause spread over a whole scan interval: the loop would otherwise lock onto the scanner's phase
+    # (each sample ends just after a scan), which would bias polling's latency.
+    time.sleep(rng.uniform(0.0, POLL_INTERVAL))
     blob = blobs.get_blob_client(values["INPUT_CONTAINER"], name)
     with open(clip, "rb") as data:
         response = blob.upload_blob(data, overwrite=True)
@@ -163,7 +165,7 @@ def _fill(result: ItemResult, samples: list[Sample], limit: float, warm: float, 
         f"Phase columns are medians (Batch task times vs the bench's clock, same machine).",
         f"Warm pool: warmed by two clips ({warm:.1f} s from upload to both MP3s on a zero-node pool), kept by "
         "IDLE_GRACE_SECONDS=900; the timer runs every 5 s. Blocks alternate polling / Event Grid.",
-        "Polling's trigger phase is the scan wait (uniform over the 2 s interval, so ~1 s median); the run phase "
+        "Polling's trigger phase is mostly the scan wait (uniform over the 2 s interval); the run phase "
         "includes the node's resource-file download and output upload around ffmpeg.",
     ]
     result.chart = Chart("6. upload -> MP3 present (warm stack)", "seconds", ["p50", "p95"],

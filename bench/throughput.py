@@ -220,8 +220,10 @@ def _fill(result: ItemResult, size: Size, slots: int, raw_walls: list[float], ra
             result.notes.append(f"py-spy, {name} ({prof.samples} samples while busy) — top own-time frames: "
                                 + "; ".join(x.strip() for x in prof.top(6)))
             result.notes.append(f"py-spy, {name} — our code, inclusive: " + "; ".join(x.strip() for x in prof.top_ours(6)))
-    result.chart = Chart("2. N files: wall, pipeline vs raw ffmpeg", "seconds", [f"{size.files} files"],
-                         {"raw ffmpeg": [raw], "pipeline": [pipe]})
+    result.chart = Chart(f"2. {size.files} files: wall, pipeline vs raw ffmpeg", "seconds",
+                         [f"round {i + 1}" for i in range(len(rounds))],
+                         {"raw ffmpeg": raw_walls, "pipeline": pipe_walls,
+                          f"target ({TARGET}x raw)": [TARGET * w for w in raw_walls]})
     result.raw = {"raw_walls": raw_walls, "raw_ffmpeg_cpu": raw_cpu, "raw_file_walls": raw_files, "pipeline_rounds": [r.__dict__ for r in rounds], "warmup_seconds": warm, "slots": slots,
                   "profiles": {k: {"samples": p.samples, "top": p.top(12), "ours": p.top_ours(12)}
                                for k, p in profiles.items()}}
