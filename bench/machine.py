@@ -20,10 +20,13 @@ class Machine:
     python: str
     kernel: str
     commit: str
+    load_1min: float       # at the start: other work on the machine makes figures noisier
+
 
     def describe(self) -> str:
         return (f"{self.date}; {self.nproc} CPU ({self.cpu_model}); {self.memory_gib:.0f} GiB RAM; "
-                f"Python {self.python}; Linux {self.kernel}; commit {self.commit}")
+                f"Python {self.python}; Linux {self.kernel}; commit {self.commit}; "
+                f"load average {self.load_1min:.1f} at start")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,4 +64,5 @@ def _commit() -> str:
 def current() -> Machine:
     return Machine(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                    nproc=os.cpu_count() or 1, cpu_model=_cpu_model(), memory_gib=_memory_gib(),
-                   python=platform.python_version(), kernel=platform.release(), commit=_commit())
+                   python=platform.python_version(), kernel=platform.release(), commit=_commit(),
+                   load_1min=os.getloadavg()[0])

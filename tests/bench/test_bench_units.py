@@ -15,7 +15,7 @@ from bench.stats import median, percentile
 from bench.timer_loop import app_has_timer
 
 MACHINE = Machine(date="2026-01-01 00:00 UTC", nproc=2, cpu_model="Test CPU", memory_gib=4.0, python="3.11.7",
-                  kernel="6.0", commit="abc1234")
+                  kernel="6.0", commit="abc1234", load_1min=0.5)
 
 
 def test_percentile_is_nearest_rank():
