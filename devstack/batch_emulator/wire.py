@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Awaitable, Callable, Mapping
 
 from starlette.requests import Request
@@ -32,20 +33,29 @@ JSON_TYPE = "application/json;odata=minimalmetadata"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # far above any Batch payload limit; protects the emulator itself
 ADMIN_PREFIX = "/_emulator"
 # api-versions of the Batch data plane clients send: YYYY-MM-DD.major.minor up to 2024-07-01.20.0, then the
-# date-only TypeSpec versions (azure-batch 15.x sends 2025-06-01). Older SDKs and the az CLI send the former.
+# date-only TypeSpec versions (azure-batch 15.1 sends 2025-06-01). Older SDKs and the az CLI send the former.
 _API_VERSION_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(\.\d{1,3}\.\d{1,3})?$")
-OLDEST_API_VERSION = "2018-12-01"   # azure-batch 6.0 / az CLI 2.0.5x era
-NEWEST_API_VERSION = "2025-06-01"
+# "Batch API status" (learn.microsoft.com/rest/api/batchservice/batch-api-status): versions up to 2017-09-01.6.0
+# were removed; "all Batch service API versions newer than September 2017 are available". azure-batch 4.1.3 (the
+# ffmpeg tutorial's era) sends 2018-03-01.6.1.
+REMOVED_THROUGH = date(2017, 9, 1)
+NEWEST_API_VERSION = "2025-06-01"   # what azure-batch 15.1.0 sends; the default when a handler needs one
 
 
-def check_api_version(value: str | None) -> str:
+def check_api_version(value: str | None, today: date | None = None) -> str:
+    """Accept any well-formed, real, dated version the service could have published (newer than the removed
+    ones, not dated after today), so SDKs and tools newer or older than the one the emulator was built with
+    work; reject malformed or impossible versions with the service's 400 codes."""
     if not value:
         raise errors.missing_required_query_parameter("api-version")
     m = _API_VERSION_RE.match(value)
-    if m is None:
+    try:
+        published = date(int(m[1]), int(m[2]), int(m[3])) if m else None
+    except ValueError:  # 2024-13-45
+        published = None
+    if published is None:
         raise errors.invalid_query_parameter("api-version", value, "The api-version is not in a valid format.")
-    date = value[:10]
-    if not (OLDEST_API_VERSION <= date <= NEWEST_API_VERSION):
+    if not (REMOVED_THROUGH < published <= (today or utcnow().date())):
         raise errors.unsupported_request_version(value)
     return value
 
