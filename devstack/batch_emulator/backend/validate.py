@@ -1,6 +1,7 @@
 """Request-body checks that answer with the service's 400 codes (MissingRequiredProperty, InvalidPropertyValue)."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any, Mapping
 
@@ -8,6 +9,19 @@ from .. import errors
 from ..timeutil import parse_duration
 
 Body = Mapping[str, Any]
+
+# The service's JSON reader converts numeric and boolean strings to the declared property type (.NET JSON
+# deserialisation is lenient that way), and the az CLI relies on it: `az batch pool create
+# --target-dedicated-nodes 1` sends {"targetDedicatedNodes": "1"}, `az batch task create --max-task-retry-count 2`
+# sends {"constraints": {"maxTaskRetryCount": "2"}}. Such values are accepted and stored typed, so the stored
+# document (and what the emulator echoes) carries numbers and booleans like the service's responses do.
+_INTEGER_TEXT = re.compile(r"^[+-]?[0-9]{1,10}$")
+
+
+def _store(body: Body, name: str, value: Any) -> Any:
+    if isinstance(body, dict):
+        body[name] = value
+    return value
 
 
 def body_object(body: Any) -> dict[str, Any]:
@@ -34,6 +48,8 @@ def integer(body: Body, name: str, *, default: int | None = None, minimum: int |
     label = path or name
     if value is None:
         return default
+    if isinstance(value, str) and _INTEGER_TEXT.match(value):
+        value = _store(body, name, int(value))
     if isinstance(value, bool) or not isinstance(value, int):
         raise errors.invalid_property_value(label, value, "The value must be an integer.")
     if minimum is not None and value < minimum:
@@ -47,6 +63,8 @@ def boolean(body: Body, name: str, *, default: bool | None = None, path: str | N
     value = body.get(name)
     if value is None:
         return default
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = _store(body, name, value.lower() == "true")
     if not isinstance(value, bool):
         raise errors.invalid_property_value(path or name, value, "The value must be true or false.")
     return value
