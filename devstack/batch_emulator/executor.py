@@ -117,21 +117,28 @@ def task_directory(node_root: Path, job_id: str | None, task_id: str) -> Path:
     return node_root / "workitems" / job_id / "job-1" / task_id
 
 
+def http_source(resource_file: dict) -> str | None:
+    """The single-file URL of a resource file. api-versions before 2018-12-01.8.0 call it `blobSource` (what
+    azure-batch <= 5.x and the ffmpeg tutorial send); from then on it is `httpUrl`."""
+    return resource_file.get("httpUrl") or resource_file.get("blobSource")
+
+
 def resource_file_problem(resource_file: dict) -> str | None:
     """Why a resourceFiles entry is invalid per [SDK] ResourceFile, or None if it is valid.
 
     For add-time validation by the HTTP layer; `run_task` applies the same rules defensively.
     """
-    sources = [key for key in ("httpUrl", "storageContainerUrl", "autoStorageContainerName")
+    sources = [key for key in ("httpUrl", "blobSource", "storageContainerUrl", "autoStorageContainerName")
                if resource_file.get(key)]
     if len(sources) != 1:
         return ("exactly one of httpUrl, storageContainerUrl and autoStorageContainerName "
                 "must be specified")
-    if resource_file.get("blobPrefix") and sources[0] == "httpUrl":
+    single_file = sources[0] in ("httpUrl", "blobSource")
+    if resource_file.get("blobPrefix") and single_file:
         return "blobPrefix is valid only with autoStorageContainerName or storageContainerUrl"
     file_path = resource_file.get("filePath")
-    if sources[0] == "httpUrl" and (not file_path or _relative_inside(file_path) == PurePosixPath()):
-        return "filePath is required with httpUrl and must name a file"
+    if single_file and (not file_path or _relative_inside(file_path) == PurePosixPath()):
+        return f"filePath is required with {sources[0]} and must name a file"
     if file_path and _relative_inside(file_path) is None:
         return "filePath must be a relative path that stays inside the task working directory"
     mode = resource_file.get("fileMode")
@@ -384,8 +391,8 @@ class _TaskRun:
         mode = int(str(resource_file["fileMode"]), 8) if resource_file.get("fileMode") else DEFAULT_FILE_MODE
         key_access = self._identity_access(resource_file.get("identityReference"))
         target = self.working_dir / (_relative_inside(resource_file.get("filePath") or "") or PurePosixPath())
-        if resource_file.get("httpUrl"):
-            url = resource_file["httpUrl"]
+        url = http_source(resource_file)
+        if url:
             size = download_url(url, target, self.stop, key_access)
             _chmod(target, mode)
             log.info("task.resource_file %s source=%s path=%s bytes=%d", self.label, redact_url(url),

@@ -93,3 +93,17 @@ def test_documented_signature_still_detects_tampering(rest, tamper):
     assert error["code"] == "AuthenticationFailed"
     assert error["odata.metadata"].endswith("Container.errors/@Element")
     assert rest.request("GET", "/pools/tampered").status_code == 404
+
+
+def test_msrest_era_path_signature_with_encoded_slash(rest):
+    # azure-batch <= 14 sends a task file path as .../files/wd%2Fout.txt but signs it with "/" (its SharedKeyAuth
+    # replaces %2F and %5C before signing): the request must authenticate and reach the handler (404 here).
+    from devstack.batch_emulator.auth.shared_key import sign, string_to_sign as sdk_string_to_sign
+    path = "/jobs/nojob/tasks/t/files/wd%2Fout.txt"
+    query = f"api-version={rest.api_version}"
+    headers = {"ocp-date": rfc1123_now()}
+    text = sdk_string_to_sign(rest.account, "GET", path.replace("%2F", "/"), query, headers)
+    headers["Authorization"] = f"SharedKey {rest.account}:{sign(base64.b64decode(rest.key), text)}"
+    response = httpx.get(f"{rest.base_url}{path}?{query}", headers=headers, timeout=10)
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "JobNotFound"
