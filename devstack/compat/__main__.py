@@ -16,7 +16,7 @@ from pathlib import Path
 from devstack import media
 
 from .azcli import run_azcli
-from .clients import CLIENTS, ClientSpec, RunContext, by_key, run_venv_client
+from .clients import CLIENTS, ClientSpec, RunContext, by_key, run_script_client
 from .rest_scenario import run_rest
 from .results import ClientResult, render
 from .stack import CompatStack
@@ -64,7 +64,7 @@ def run(specs: list[ClientSpec], *, work: Path, cache: Path, az: str | None) -> 
             elif spec.kind == "azcli":
                 result = run_azcli(stack, work, cache, az, clips / CLIP_NAMES[0])
             else:
-                result = run_venv_client(spec, ctx)
+                result = run_script_client(spec, ctx)
             result.seconds = time.monotonic() - started
             print(f"    {result.verdict} in {result.seconds:.1f}s", flush=True)
             results.append(result)

@@ -1,6 +1,7 @@
 """The clients a compatibility run tries, and how each one is run.
 
 - `rest`: raw REST signed per the documentation (httpx, in this process; no install).
+- `curl`: the same by hand in bash with curl and openssl (scenarios/curl_rest.sh).
 - `sdk-*`: an azure-batch release in its own venv, running a scenario script under scenarios/.
 - `tutorial-*`: the ffmpeg tutorial's flow with that era's azure-batch and azure-storage-blob (BlockBlobService).
 - `azcli`: the az CLI (an existing `az`, or azure-cli installed into a venv).
@@ -8,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ class ClientSpec:
     key: str                              # name on the command line
     client: str                           # what a person would call it
     version: str
-    kind: str                             # "rest" | "venv" | "azcli"
+    kind: str                             # "rest" | "shell" | "venv" | "azcli"
     requirements: tuple[str, ...] = ()    # pip requirements of the client's venv
     scenario: str | None = None           # script in scenarios/ (kind "venv")
     note: str = ""
@@ -38,6 +40,8 @@ class ClientSpec:
 
 CLIENTS: tuple[ClientSpec, ...] = (
     ClientSpec("rest", "raw REST (httpx, docs-form Shared Key)", "api 2024-07-01.20.0", "rest", slow=False),
+    ClientSpec("curl", "curl + openssl (bash, docs-form Shared Key)", "api 2024-07-01.20.0", "shell",
+               scenario="curl_rest.sh", slow=False),
     ClientSpec("azcli", "az CLI", "installed", "azcli", note="azure-batch 15.0.0b1 inside"),
     ClientSpec("sdk-14.2.0", "azure-batch", "14.2.0", "venv", ("azure-batch==14.2.0",), "msrest_sdk.py",
                note="last msrest-based release"),
@@ -74,19 +78,27 @@ class RunContext:
     prefix_of: Callable[[ClientSpec], str] = field(default=lambda spec: spec.key.replace(".", "")[:12])
 
 
-def run_venv_client(spec: ClientSpec, ctx: RunContext) -> ClientResult:
+def run_script_client(spec: ClientSpec, ctx: RunContext) -> ClientResult:
+    """Run the client's scenario script (in its venv, or with bash for kind "shell") and collect its steps."""
     result = ClientResult(spec.key, spec.client, spec.version)
     started = time.monotonic()
-    try:
-        python = ensure_venv(ctx.venv_cache, spec.key, spec.requirements)
-    except VenvError as exc:
-        result.setup_error = str(exc)
-        return result
     assert spec.scenario is not None
+    if spec.kind == "shell":
+        missing = [tool for tool in ("bash", "curl", "openssl", "awk") if shutil.which(tool) is None]
+        if missing:
+            result.setup_error = f"needs {', '.join(missing)} on PATH"
+            return result
+        interpreter = "bash"
+    else:
+        try:
+            interpreter = str(ensure_venv(ctx.venv_cache, spec.key, spec.requirements))
+        except VenvError as exc:
+            result.setup_error = str(exc)
+            return result
     env = {**_clean_env(), **ctx.env, "COMPAT_PREFIX": ctx.prefix_of(spec), "PYTHONUNBUFFERED": "1"}
     log = ctx.work / f"{spec.key}.log"
     try:
-        proc = subprocess.run([str(python), str(SCENARIOS / spec.scenario)], cwd=SCENARIOS, env=env,
+        proc = subprocess.run([interpreter, str(SCENARIOS / spec.scenario)], cwd=SCENARIOS, env=env,
                               capture_output=True, text=True, timeout=SCENARIO_TIMEOUT)
         output, stderr, code = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
