@@ -95,8 +95,8 @@ def test_documented_signature_still_detects_tampering(rest, tamper):
     assert rest.request("GET", "/pools/tampered").status_code == 404
 
 
-def test_msrest_era_path_signature_with_encoded_slash(rest):
-    # azure-batch <= 14 sends a task file path as .../files/wd%2Fout.txt but signs it with "/" (its SharedKeyAuth
+def test_azure_batch_4_path_signature_with_encoded_slash(rest):
+    # azure-batch 4.x sends a task file path as .../files/wd%2Fout.txt but signs it with "/" (its SharedKeyAuth
     # replaces %2F and %5C before signing): the request must authenticate and reach the handler (404 here).
     from devstack.batch_emulator.auth.shared_key import sign, string_to_sign as sdk_string_to_sign
     path = "/jobs/nojob/tasks/t/files/wd%2Fout.txt"

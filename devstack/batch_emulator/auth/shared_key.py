@@ -8,7 +8,8 @@ The documented canonical form (learn.microsoft.com/rest/api/batchservice/authent
 service) differs: query names lower-cased, repeated values sorted and comma-joined, the Date line empty whenever
 ocp-date is sent, headers "beginning with ocp-" with folded white space trimmed, and nothing says a bodyless request
 signs Content-Length as "0" (curl -X DELETE sends no Content-Length, so a documented signer has an empty line).
-The msrest-era SDKs (azure-batch <= 14, az CLI before 2.6x) sign the path with %2F and %5C turned into "/".
+azure-batch 4.x (the ffmpeg tutorial's era) signs the path with %2F and %5C turned into "/" while sending them
+encoded (a task file path such as wd%2Fout.mp3).
 A request is accepted when it matches any of these forms, so clients nobody here wrote work too; each form still
 covers method, path, query, date and body length, so tampering with any of them is detected.
 
@@ -78,8 +79,8 @@ def _documented_query(query_string: str) -> str:
     return "".join(f"\n{name}:{','.join(sorted(grouped[name]))}" for name in sorted(grouped))
 
 
-def _msrest_path(raw_path: str) -> str:
-    """azure-batch <= 14 (msrest SharedKeyAuth) signs the path with %2F and %5C replaced by '/'."""
+def _azure_batch_4_path(raw_path: str) -> str:
+    """azure-batch 4.x (batch_auth.SharedKeyAuth) signs the path with %2F and %5C replaced by '/'."""
     return raw_path.replace("%5C", "/").replace("%2F", "/")
 
 
@@ -119,8 +120,8 @@ class SharedKeyVerifier:
         if m not in ("GET", "HEAD") and not headers.get("content-length"):
             # A bodyless request whose client signed Content-Length as "0" without sending the header.
             yield documented_string_to_sign(self._account, m, path, query, {**headers, "content-length": "0"})
-        if _msrest_path(path) != path:
-            yield string_to_sign(self._account, m, _msrest_path(path), query, headers)
+        if _azure_batch_4_path(path) != path:
+            yield string_to_sign(self._account, m, _azure_batch_4_path(path), query, headers)
 
     def _check_date(self, headers: dict[str, str], now: datetime) -> None:
         raw = headers.get("ocp-date") or headers.get("date")

@@ -144,6 +144,15 @@ def scenario(steps: Steps) -> None:
         return ", ".join(names)
     steps.run("blob: MP3s in output container", outputs)
 
+    def node_file() -> str:
+        # Beyond the tutorial ("you can also download the files programmatically from the compute nodes"): a
+        # nested task file path, which azure-batch 4.x signs with "/" but sends as %2F.
+        name = os.path.basename(clips[0])[:-4] + ".mp3"
+        data = b"".join(client.file.get_from_task(JOB_ID, "Task0", f"wd/{name}"))
+        check(len(data) > 1000, f"wd/{name}: {len(data)} bytes")
+        return f"wd/{name}"
+    steps.run("file.get_from_task wd/<mp3> (from the node)", node_file)
+
     steps.run("blob: delete input container", lambda: blobs.delete_container(INPUT))
     steps.run("job.delete", lambda: client.job.delete(JOB_ID))
     steps.run("pool.delete", lambda: client.pool.delete(POOL_ID))
