@@ -18,6 +18,9 @@ from pathlib import Path
 
 _PY_SPY = Path(sys.executable).parent / "py-spy"
 _OURS = re.compile(r"\((?:shared|devstack|function_app|bench)[/.]")
+# Leaf frames that mean "waiting", not working: excluded when naming hotspots.
+_WAITING = ("Condition.wait", "EpollSelector.select", "SocketIO.readinto", "Event.wait", "sleep", "do_poll",
+            "_wait_for_tstate_lock", "Lock.acquire")
 
 
 def available() -> bool:
@@ -30,11 +33,20 @@ class Profile:
     samples: int = 0
     own: Counter = field(default_factory=Counter)
     inclusive: Counter = field(default_factory=Counter)
+    callers: Counter = field(default_factory=Counter)   # (leaf frame, innermost frame of our code) -> samples
 
     def top(self, n: int = 8) -> list[str]:
         if not self.samples:
             return []
         return [f"{count / self.samples:5.1%} {frame}" for frame, count in self.own.most_common(n)]
+
+    def hotspots(self, n: int = 3) -> list[str]:
+        """The busiest working (not waiting) leaf frames, each with the frame of our code that led there."""
+        if not self.samples:
+            return []
+        working = [(key, c) for key, c in self.callers.most_common() if not key[0].startswith(_WAITING)]
+        return [f"{c / self.samples:.0%} in {leaf}" + (f" via {ours}" if ours and ours != leaf else "")
+                for (leaf, ours), c in working[:n]]
 
     def top_ours(self, n: int = 8) -> list[str]:
         if not self.samples:
@@ -68,6 +80,8 @@ def parse_raw(name: str, text: str) -> Profile:
             continue
         profile.samples += n
         profile.own[_short(frames[-1])] += n
+        ours = next((_short(f) for f in reversed(frames) if _OURS.search(f)), "")
+        profile.callers[(_short(frames[-1]), ours)] += n
         for frame in {_short(f) for f in frames if _OURS.search(f)}:
             profile.inclusive[frame] += n
     return profile

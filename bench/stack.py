@@ -25,8 +25,6 @@ from azure.storage.blob import BlobServiceClient
 
 from devstack import azurite
 
-from .timer_loop import app_has_timer
-
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_VALUES: dict[str, str] = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
 
@@ -85,7 +83,6 @@ class LocalStack:
     azurite_proc: subprocess.Popen | None = None
     emulator: Process | None = None
     devhost: Process | None = None
-    timer: Process | None = None        # bench.timer_loop, only while function_app.py has no timer function
     _env: dict[str, str] = field(default_factory=dict)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -172,18 +169,14 @@ class LocalStack:
                       timer_every: int | None = 5, tag: str = "devhost") -> Process:
         """Run `python -m devstack.devhost` on the app with these settings; returns once its HTTP port answers.
 
-        `timer_every`: the app's timer runs every so many seconds (TIMER_SCHEDULE), or not at all (None).
+        `timer_every`: the app's timer function runs every so many seconds (TIMER_SCHEDULE), or never (None).
         """
         self.stop_devhost()
         values = dict(values)
-        has_timer = app_has_timer()
         # A schedule that never fires during a run switches the timer off without touching the app.
         values["TIMER_SCHEDULE"] = f"*/{timer_every} * * * * *" if timer_every else "0 0 0 1 1 *"
         settings = self.work / f"{tag}.settings.json"
         settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=1))
-        if timer_every and not has_timer:
-            self.timer = self._spawn(f"{tag}-timer", [sys.executable, "-m", "bench.timer_loop", str(settings),
-                                                      str(timer_every)])
         self.devhost = self._spawn(tag, [
             sys.executable, "-m", "devstack.devhost", "--app-dir", str(ROOT), "--settings", str(settings),
             "--port", str(self.devhost_port), "--poll-interval", str(poll_interval),
@@ -192,9 +185,6 @@ class LocalStack:
         return self.devhost
 
     def stop_devhost(self) -> None:
-        if self.timer is not None:
-            self.timer.stop()
-            self.timer = None
         if self.devhost is not None:
             self.devhost.stop()
             self.devhost = None
@@ -207,7 +197,7 @@ class LocalStack:
 
     def component_pids(self) -> dict[str, int]:
         """Name -> pid of every running component (CPU accounting, py-spy)."""
-        pids = {p.name: p.pid for p in (self.emulator, self.devhost, self.timer) if p is not None and p.alive()}
+        pids = {p.name: p.pid for p in (self.emulator, self.devhost) if p is not None and p.alive()}
         if self.azurite_proc is not None and self.azurite_proc.poll() is None:
             pids["azurite"] = self.azurite_proc.pid
         return pids

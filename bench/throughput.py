@@ -215,6 +215,10 @@ def _fill(result: ItemResult, size: Size, slots: int, raw_walls: list[float], ra
             f"ffmpeg: the largest is {biggest[0]} ({biggest[1]:.1f} CPU-s per round). In Azure, storage and the "
             "Batch service run elsewhere and only the node's transfers remain. The fixed latency at the start "
             "(container scan) weighs most on small runs.")
+    hot = [f"{name}: " + "; ".join(prof.hotspots(2)) for name, prof in profiles.items() if prof.hotspots(1)]
+    if hot:
+        result.notes.append("Hotspots (py-spy, working frames only, share of the process's busy samples): "
+                            + " | ".join(hot) + ".")
     for name, prof in profiles.items():
         if prof.samples:
             result.notes.append(f"py-spy, {name} ({prof.samples} samples while busy) — top own-time frames: "

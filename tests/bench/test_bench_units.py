@@ -12,7 +12,6 @@ from bench.machine import Machine
 from bench.model import Chart, Finding, ItemResult
 from bench.profile import parse_raw
 from bench.stats import median, percentile
-from bench.timer_loop import app_has_timer
 
 MACHINE = Machine(date="2026-01-01 00:00 UTC", nproc=2, cpu_model="Test CPU", memory_gib=4.0, python="3.11.7",
                   kernel="6.0", commit="abc1234", load_1min=0.5)
@@ -54,6 +53,7 @@ def test_profile_parse_counts_own_and_inclusive_frames():
     assert profile.own.most_common(1)[0] == ("create_default_context (ssl.py)", 30)
     assert profile.inclusive["run (devstack/batch_emulator/executor.py)"] == 40
     assert profile.top(1)[0].strip().startswith("75.0%")
+    assert profile.hotspots(1) == ["75% in create_default_context (ssl.py) via run (devstack/batch_emulator/executor.py)"]
 
 
 def _item(met: bool | None, error: str | None = None) -> ItemResult:
@@ -79,15 +79,6 @@ def test_item_verdict_combines_findings():
     assert _item(False).targets_met is False
     assert _item(None).targets_met is None
     assert _item(True, error="x").targets_met is False
-
-
-def test_app_has_timer_reads_the_decorators(tmp_path: Path):
-    app = tmp_path / "function_app.py"
-    app.write_text("import azure.functions as func\napp = func.FunctionApp()\n"
-                   "@app.timer_trigger(schedule='0 * * * * *', arg_name='t')\ndef tick(t): pass\n")
-    assert app_has_timer(app)
-    app.write_text("def f():\n    pass\n")
-    assert not app_has_timer(app)
 
 
 def test_cost_model_uses_the_apps_formula_and_timer():
