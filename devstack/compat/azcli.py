@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .results import ClientResult, Step
+from .results import ClientResult, StepAborted, StepRecorder
 from .stack import ROOT, CompatStack
 from .venvs import VenvError, ensure_venv
 
@@ -44,17 +44,25 @@ class Az:
     binary: str
     env: dict[str, str]
     log: Path
+    secrets: tuple[str, ...] = ()   # masked in the command log (account keys, connection strings)
 
     def __call__(self, *args: str, output: bool = True) -> Any:
         argv = [self.binary, *args] + (["--output", "json"] if output else ["--output", "none"])
         proc = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
         with self.log.open("a") as log:
-            log.write(f"$ az {' '.join(args)}\n[exit {proc.returncode}]\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}\n")
+            log.write(self._mask(f"$ az {' '.join(args)}\n[exit {proc.returncode}]\n"
+                                 f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}\n"))
         if proc.returncode != 0:
             errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")] or \
                 proc.stderr.strip().splitlines()[-1:]
             raise AzFailed(" ".join(errors)[:400] or f"exit {proc.returncode}")
         return json.loads(proc.stdout) if output and proc.stdout.strip() else None
+
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def _until(probe: Callable[[], Any], ok: Callable[[Any], bool], timeout: float, what: str) -> Any:
@@ -73,27 +81,6 @@ def _check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-class _Recorder:
-    def __init__(self, result: ClientResult) -> None:
-        self.result = result
-
-    def step(self, name: str, fn: Callable[[], Any], critical: bool = False) -> Any:
-        started = time.monotonic()
-        try:
-            value = fn()
-        except Exception as exc:  # noqa: BLE001 - a failing command is a result
-            self.result.steps.append(Step(name, False, time.monotonic() - started, f"{type(exc).__name__}: {exc}"))
-            if critical:
-                raise _Abort() from exc
-            return None
-        self.result.steps.append(Step(name, True, time.monotonic() - started, value if isinstance(value, str) else ""))
-        return value
-
-
-class _Abort(Exception):
-    pass
-
-
 def run_azcli(stack: CompatStack, work: Path, venv_cache: Path, az_binary: str | None, clip: Path) -> ClientResult:
     result = ClientResult("azcli", "az CLI", "?")
     started = time.monotonic()
@@ -109,23 +96,23 @@ def run_azcli(stack: CompatStack, work: Path, venv_cache: Path, az_binary: str |
                 "AZURE_CORE_ONLY_SHOW_ERRORS": "true", "AZURE_CORE_NO_COLOR": "true",
                 "AZURE_BATCH_ENDPOINT": stack.batch_url, "AZURE_BATCH_ACCOUNT": stack.batch_account,
                 "AZURE_BATCH_ACCESS_KEY": stack.batch_key})
-    az = Az(binary, env, work / "azcli.log")
+    az = Az(binary, env, work / "azcli.log", secrets=(stack.batch_key, stack.connection_string))
     try:
         result.version = az("version")["azure-cli"]
     except (AzFailed, KeyError, subprocess.TimeoutExpired) as exc:
         result.setup_error = f"az version failed: {exc}"
         return result
-    rec = _Recorder(result)
+    rec = StepRecorder(result)
     try:
         _batch_commands(az, rec, stack)
         _upload_through_dev_host(az, rec, stack, work, clip)
-    except _Abort:
+    except StepAborted:
         pass
     result.seconds = time.monotonic() - started
     return result
 
 
-def _batch_commands(az: Az, rec: _Recorder, stack: CompatStack) -> None:
+def _batch_commands(az: Az, rec: StepRecorder, stack: CompatStack) -> None:
     pool, job = "azcli-pool", "azcli-job"
     rec.step("batch pool create (image, start task, --target-dedicated-nodes)", lambda: az(
         "batch", "pool", "create", "--id", pool, "--vm-size", "Standard_D2s_v3",
@@ -198,7 +185,7 @@ def _batch_commands(az: Az, rec: _Recorder, stack: CompatStack) -> None:
     rec.step("batch pool delete", lambda: az("batch", "pool", "delete", "--pool-id", pool, "--yes", output=False))
 
 
-def _upload_through_dev_host(az: Az, rec: _Recorder, stack: CompatStack, work: Path, clip: Path) -> None:
+def _upload_through_dev_host(az: Az, rec: StepRecorder, stack: CompatStack, work: Path, clip: Path) -> None:
     """`az storage blob upload` into the input container while the dev host runs; the pool comes from the CLI."""
     from devstack.devhost import DevHost   # heavy (imports the app); only this client needs it
 
@@ -223,20 +210,22 @@ def _upload_through_dev_host(az: Az, rec: _Recorder, stack: CompatStack, work: P
             "storage", "blob", "upload", "--connection-string", conn, "--container-name", names["INPUT_CONTAINER"],
             "--file", str(clip), "--name", blob, output=False), critical=True)
 
+        def output_blobs() -> list[dict]:
+            container = names["OUTPUT_CONTAINER"]  # created by the task's first upload
+            if not (az("storage", "container", "exists", "--name", container, "--connection-string", conn)
+                    or {}).get("exists"):
+                return []
+            return az("storage", "blob", "list", "--connection-string", conn, "--container-name", container)
+
         def mp3_listed() -> str:
-            listed = _until(lambda: az("storage", "blob", "list", "--connection-string", conn,
-                                       "--container-name", names["OUTPUT_CONTAINER"]) if _exists(az, conn, names["OUTPUT_CONTAINER"]) else [],
-                            lambda bs: any(b["name"] == "cli upload/from az.mp3" for b in bs), 120, "the MP3")
-            size = next(b for b in listed if b["name"].endswith(".mp3"))["properties"]["contentLength"]
+            mp3 = "cli upload/from az.mp3"
+            listed = _until(output_blobs, lambda bs: any(b["name"] == mp3 for b in bs), 120, "the MP3")
+            size = next(b for b in listed if b["name"] == mp3)["properties"]["contentLength"]
             _check(size > 1000, f"MP3 of {size} bytes")
-            return f"cli upload/from az.mp3 ({size} bytes)"
+            return f"{mp3} ({size} bytes)"
         rec.step("dev host converted it: MP3 in output (storage blob list)", mp3_listed)
     finally:
         host.stop(grace=5)
     rec.step("batch pool delete (app pool)", lambda: az(
         "batch", "pool", "delete", "--pool-id", names["BATCH_POOL_ID"], "--yes", output=False))
 
-
-def _exists(az: Az, conn: str, container: str) -> bool:
-    return bool((az("storage", "container", "exists", "--name", container, "--connection-string", conn) or {})
-                .get("exists"))

@@ -3,26 +3,10 @@ documentation (devstack.compat.rest), including the error answers such a script 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
-
 from .rest import DocsFormClient
-from .results import ClientResult, Step
+from .results import ClientResult, StepRecorder
 
 ODATA_ERROR = "#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
-
-
-class _Recorder:
-    def __init__(self, result: ClientResult) -> None:
-        self.result = result
-
-    def step(self, name: str, fn: Callable[[], Any]) -> None:
-        started = time.monotonic()
-        try:
-            detail = fn()
-        except Exception as exc:  # noqa: BLE001 - every failure is a recorded result
-            self.result.steps.append(Step(name, False, time.monotonic() - started, f"{type(exc).__name__}: {exc}"))
-            return
-        self.result.steps.append(Step(name, True, time.monotonic() - started, detail if isinstance(detail, str) else ""))
 
 
 def _expect(response, status: int, code: str | None = None) -> str:
@@ -41,7 +25,7 @@ def _expect(response, status: int, code: str | None = None) -> str:
 def run_rest(base_url: str, account: str, key: str, prefix: str) -> ClientResult:
     result = ClientResult("rest", "raw REST (httpx, docs-form Shared Key)", "api 2024-07-01.20.0")
     started = time.monotonic()
-    rec = _Recorder(result)
+    rec = StepRecorder(result)
     api = DocsFormClient(base_url, account, key, api_version="2024-07-01.20.0")
     pool, job = f"{prefix}-pool", f"{prefix}-job"
     pool_body = {"id": pool, "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 1,

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 MARKER = "COMPAT-STEP "   # printed by devstack/compat/scenarios/_steps.py
 
@@ -41,6 +42,30 @@ class ClientResult:
 
     def to_json(self) -> dict:
         return {**asdict(self), "ok": self.ok, "verdict": self.verdict}
+
+
+class StepAborted(Exception):
+    """A critical step failed; the steps after it depend on it."""
+
+
+class StepRecorder:
+    """Runs in-process steps (raw REST, az CLI) and records each as a Step of `result`; a failure is a result."""
+
+    def __init__(self, result: ClientResult) -> None:
+        self.result = result
+
+    def step(self, name: str, fn: Callable[[], Any], *, critical: bool = False) -> Any:
+        started = time.monotonic()
+        try:
+            value = fn()
+        except Exception as exc:  # noqa: BLE001 - whatever the client raises is what we report
+            self.result.steps.append(Step(name, False, time.monotonic() - started, f"{type(exc).__name__}: {exc}"))
+            if critical:
+                raise StepAborted(name) from exc
+            return None
+        detail = value if isinstance(value, str) else ""
+        self.result.steps.append(Step(name, True, time.monotonic() - started, detail))
+        return value
 
 
 def parse_steps(output: str) -> list[Step]:
