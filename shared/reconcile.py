@@ -46,7 +46,7 @@ from .gateway import TaskSnapshot
 from .ledger import STATUS_PARTITION, Col, State
 from .log import event, get_logger, redact_url, scrub
 from .naming import printable_name
-from .task_spec import FFMPEG_LOG
+from .task_spec import FFMPEG_LOG, TRUNCATION_MARKERS
 
 _log = get_logger("reconcile")
 
@@ -124,13 +124,18 @@ class HygieneResult:
 _GENERIC_FFMPEG = re.compile(
     r"^(Error opening (input|output) files?\b|Error parsing options\b|Conversion failed|To ignore this\b|"
     r"Failed to set value\b|Exiting normally\b)", re.IGNORECASE)
-_FFMPEG_CONTEXT = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")  # "[in#0 @ 0x55d1...] "
+_FFMPEG_CONTEXT = re.compile(r"^(\[[^\]]*@ ?0x[0-9a-f]+\]\s*)+")  # "[in#0 @ 0x55d1...] ", also nested ones
 # ffmpeg's wording for the common bad inputs is cryptic to a person browsing the ledger; say what it
-# means first and keep ffmpeg's own words after it.
+# means first and keep ffmpeg's own words after it. In priority order, searched over the whole log: a
+# cause can follow unrelated noise (a truncated file's video errors come before its "partial file").
+_UNREADABLE = "the input is not a readable MP4 (corrupt or truncated upload)"
 _PLAIN_CAUSES = (
     (re.compile(r"matches no streams", re.IGNORECASE), "the input has no audio stream"),
-    (re.compile(r"moov atom not found|Invalid data found when processing input", re.IGNORECASE),
-     "the input is not a readable MP4 (corrupt or truncated upload)"),
+    (re.compile(r"moov atom not found", re.IGNORECASE), _UNREADABLE),
+    (re.compile("|".join(re.escape(m) for m in TRUNCATION_MARKERS), re.IGNORECASE),
+     "the input is truncated: it ends before the audio its index lists (incomplete upload or copy)"),
+    (re.compile(r"Invalid data found when processing input", re.IGNORECASE), _UNREADABLE),
+    (re.compile(r"Empty output stream", re.IGNORECASE), "the input's audio track holds no audio (no packets)"),
 )
 
 
@@ -139,23 +144,23 @@ def ffmpeg_reason(text: str) -> str | None:
 
     With `-loglevel error` the log holds only errors, and ffmpeg reports the cause first ("moov atom not
     found", "Stream map '' matches no streams.") before the generic consequences."""
+    lines = [line for line in (_FFMPEG_CONTEXT.sub("", raw.strip()) for raw in text.splitlines()) if line]
     meaningful: list[str] = []
-    fallback: str | None = None
-    for raw in text.splitlines():
-        line = _FFMPEG_CONTEXT.sub("", raw.strip())
-        if not line:
-            continue
-        fallback = fallback or line
+    for line in lines:
         if _GENERIC_FFMPEG.match(line) or line in meaningful:
             continue
         meaningful.append(line)
         if len(meaningful) == 2:
             break
-    reason = " / ".join(meaningful) or fallback
-    if not reason:
+    if not lines:
         return None
-    plain = next((text for pattern, text in _PLAIN_CAUSES if pattern.search(reason)), None)
-    return scrub(f"{plain} (ffmpeg: {reason})" if plain else reason)[:_MAX_TEXT]
+    reason = " / ".join(meaningful) or lines[0]
+    for pattern, plain in _PLAIN_CAUSES:
+        cause_line = next((line for line in lines if pattern.search(line)), None)
+        if cause_line is not None:
+            excerpt = reason if pattern.search(reason) else cause_line
+            return scrub(f"{plain} (ffmpeg: {excerpt})")[:_MAX_TEXT]
+    return scrub(reason)[:_MAX_TEXT]
 
 
 class BlobFailureLog:

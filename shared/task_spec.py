@@ -8,6 +8,13 @@
   "matches no streams" when there is none), libmp3lame VBR quality. Its messages go to
   `ffmpeg.log`, uploaded with the task's stderr to the logs container under `<task id>/` on
   failure only.
+- What ffmpeg does by itself is kept where it is right for an MP3: more than two channels are
+  downmixed to stereo (libmp3lame takes mono or stereo; the downmix is normalised, no clipping),
+  mono stays mono, rates above 48 kHz are resampled to 48 kHz, low rates (8 kHz) are kept.
+- Two inputs ffmpeg converts "successfully" are failures here, so no partial or silent MP3 is
+  uploaded as a success: an audio track with no packets (`-abort_on empty_output_stream`), and a
+  truncated file, where ffmpeg stops at the cut and exits 0 after logging the MP4 demuxer's
+  "partial file" (Matroska: "File ended prematurely"); the command fails when the log says so.
 - Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime.
 - The output blob carries metadata naming its source (percent-encoded name, ETag, task id) and
   the content type audio/mpeg, set by upload headers.
@@ -33,6 +40,9 @@ META_SOURCE_NAME = "source_name"
 META_SOURCE_CONTAINER = "source_container"
 META_SOURCE_ETAG = "source_etag"
 META_TASK_ID = "batch_task_id"
+# ffmpeg's error lines for an input that ends before the data its index promises (MP4/MOV demuxer,
+# Matroska demuxer); ffmpeg logs them and exits 0 with the audio up to the cut.
+TRUNCATION_MARKERS = ("partial file", "File ended prematurely")
 # Blob metadata is capped at 8 KiB in total; a longer encoded name is left to the ledger row.
 _MAX_ENCODED_NAME = 4096
 
@@ -54,17 +64,20 @@ class TaskLimits:
 
 
 def command_line(mp3_quality: int) -> str:
-    """The task's command: constant text; the shell only provides the log redirection.
+    """The task's command: constant text; the shell only provides the log redirection and the
+    truncation check (grep of ffmpeg's own log; a match fails the task, exit status 1).
 
     PATH first tries the node-shared bin directory where the pool's start task installs a pinned
     static ffmpeg (when FFMPEG_BINARY_URL is set), then the system's (apt, or the emulator's)."""
     if not isinstance(mp3_quality, int) or not 0 <= mp3_quality <= 9:
         raise ValueError("mp3_quality must be an integer 0..9")
     ffmpeg = (
-        f"ffmpeg -nostdin -hide_banner -loglevel error -y -i {INPUT_FILE} "
+        f"ffmpeg -nostdin -hide_banner -loglevel error -abort_on empty_output_stream -y -i {INPUT_FILE} "
         f"-map 0:a:0 -vn -sn -dn -c:a libmp3lame -q:a {mp3_quality} -f mp3 {OUTPUT_FILE}"
     )
-    return f"/bin/sh -c 'PATH=\"$AZ_BATCH_NODE_SHARED_DIR/bin:$PATH\" exec {ffmpeg} 2> {FFMPEG_LOG}'"
+    truncated = " ".join(f'-e "{marker}"' for marker in TRUNCATION_MARKERS)
+    return (f"/bin/sh -c 'PATH=\"$AZ_BATCH_NODE_SHARED_DIR/bin:$PATH\"; {ffmpeg} 2> {FFMPEG_LOG} "
+            f"&& ! grep -q {truncated} {FFMPEG_LOG}'")
 
 
 def source_metadata_headers(request: TaskRequest) -> list[batch_models.OutputFileUploadHeader]:
