@@ -20,7 +20,9 @@ from dataclasses import dataclass
 MAX_TASK_ID = 64
 HASH_CHARS = 16  # 80 bits of base32: collisions are negligible at any realistic volume
 PREFIX_CHARS = MAX_TASK_ID - HASH_CHARS - 1
-MAX_BLOB_NAME = 1024  # Azure Blob Storage limit
+# Azure Blob Storage's limit, counted as the service counts: UTF-16 code units ("😀" is two, "長" one),
+# https://github.com/Azure/azure-storage-cpp/issues/291 (512 emoji fit, 513 get 400 OutOfRangeInput).
+MAX_BLOB_NAME = 1024
 INPUT_EXTENSION = ".mp4"
 OUTPUT_EXTENSION = ".mp3"
 
@@ -84,6 +86,12 @@ def printable_name(blob_name: str) -> str:
     return "".join(ch.encode("unicode_escape").decode("ascii") if _unsafe_char(ch) else ch for ch in blob_name)
 
 
+def utf16_length(text: str) -> int:
+    """Length as .NET and JavaScript count it (and so Azure Storage and Azurite): characters outside the
+    Basic Multilingual Plane count twice."""
+    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+
+
 @dataclass(frozen=True)
 class NameProblem:
     """Why a blob name cannot be processed safely (the ledger's `Reason`)."""
@@ -96,8 +104,9 @@ def name_problem(blob_name: str) -> NameProblem | None:
     the name never reaches a shell (resource/output files use fixed local names)."""
     if not blob_name:
         return NameProblem("empty blob name")
-    if len(blob_name) > MAX_BLOB_NAME:
-        return NameProblem(f"blob name longer than {MAX_BLOB_NAME} characters")
+    if utf16_length(blob_name) > MAX_BLOB_NAME:
+        return NameProblem(f"blob name longer than {MAX_BLOB_NAME} characters (UTF-16 code units, "
+                           "as Azure Storage counts them)")
     if any(_unsafe_char(ch) for ch in blob_name):
         return NameProblem("blob name contains control or invalid unicode characters")
     segments = blob_name.split("/")
