@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # SIGTERM unwinds like Ctrl-C, so Azurite (its own process group) and the emulator are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     cache = args.venv_cache or default_cache_dir()
     work = args.work or Path(tempfile.mkdtemp(prefix="devstack-compat-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -39,12 +39,15 @@ class CompatStack:
         return self
 
     def close(self) -> None:
-        if self.emulator is not None:
-            self.emulator.stop()
-            self.emulator = None
-        if self._azurite is not None:
-            azurite.stop(self._azurite)
-            self._azurite = None
+        # Azurite runs in its own session: stop it even if stopping the emulator is interrupted (SIGTERM, Ctrl-C).
+        try:
+            if self.emulator is not None:
+                emulator, self.emulator = self.emulator, None
+                emulator.stop()
+        finally:
+            if self._azurite is not None:
+                proc, self._azurite = self._azurite, None
+                azurite.stop(proc)
 
     def __enter__(self) -> "CompatStack":
         return self.start()
