@@ -112,7 +112,7 @@ def test_missing_authorization_and_stale_date(batch_emulator):
 
 @pytest.mark.parametrize("query, status, code", [
     ("api-version=2025-06-01", 200, None),
-    ("api-version=2024-07-01.20.0", 200, None),       # az CLI / azure-batch 14.x
+    ("api-version=2024-07-01.20.0", 200, None),       # azure-batch 15.0.0b2 / 15.1.0b1 (az CLI and 14.x send 2024-02-01.19.0)
     ("api-version=2018-12-01.8.0", 200, None),        # azure-batch 6.x
     ("", 400, "MissingRequiredQueryParameter"),
     ("api-version=latest", 400, "InvalidQueryParameterValue"),
