@@ -28,7 +28,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as batch_models
 from azure.core.credentials import AzureNamedKeyCredential
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobClient, BlobServiceClient
 
@@ -39,7 +39,7 @@ from shared import naming, pool_spec, runtime
 from shared.runtime import Service, build_service
 from shared.settings import Settings
 from shared.submit import Submitter
-from shared.task_spec import TaskLimits
+from shared.task_spec import OUTPUT_FILE, TaskLimits
 from shared.timer import build_timer_service
 from shared.timer_settings import TimerSettings
 from tests.app.stack import local_settings, unique, wait_for
@@ -366,8 +366,8 @@ def _execute(r: Run) -> None:
     r.seconds["upload+trigger"] = time.monotonic() - mark
 
     mark = time.monotonic()
-    submitted = [k for name, k in r.row_keys.items() if _has_task(r, k)]
-    for key in set(submitted):
+    submitted = {k for k in [*r.row_keys.values(), *r.burst_ids] if k and _has_task(r, k)}
+    for key in submitted:
         wait_for(lambda k=key: r.batch.get_task(r.settings.job_id, k).state == "completed", TASK_TIMEOUT,
                  interval=0.25, what=f"task {key}")
     r.seconds["tasks"] = time.monotonic() - mark
@@ -392,6 +392,13 @@ def _clip(clip_dir: Path, case_id: str, case: MediaCase) -> Path:
     if not path.exists():
         case.make(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def long_clip(run) -> Path:
+    """An hour of 8 kHz FLAC in MP4: ~1 s to make (FLAC encodes fast), several seconds of MP3 encoding."""
+    return _clip(run.clip_dir, "long-hour", MediaCase(lambda p: _ff(*_tone(seconds=3600, rate=8000), "-c:a", "flac",
+                                                                     str(p)), "succeeded"))
 
 
 # --- media outcomes ------------------------------------------------------------------------------------
@@ -445,16 +452,40 @@ def test_names_differing_only_by_normalization_or_case_are_separate_work(run):
             run.output(b[:-4] + ".mp3").get_blob_properties().metadata["source_name"]
 
 
-def test_burst_of_reuploads_each_version_once_and_the_mp3_matches_its_metadata(run):
+def test_burst_of_reuploads_is_one_task_and_one_row_per_version(run):
     etags = [etag for etag, _ in run.burst]
     assert len(set(etags)) == BURST_VERSIONS
     # Each trigger saw the blob's version at that moment: distinct ETags, distinct task ids, one row each.
     ids = [i for i in run.burst_ids if i]
     assert len(ids) == BURST_VERSIONS and len(set(ids)) == BURST_VERSIONS
-    # The MP3 left behind says which version it came from, and its length is that version's length.
-    duration, _, metadata = run.mp3(BURST_NAME[:-4] + ".mp3")
-    seconds = dict(run.burst)[metadata["source_etag"]]
-    assert abs(duration - seconds) < 0.1, (duration, seconds, metadata)
+    rows = [run.table.get_entity(run.settings.job_id, i) for i in ids]
+    assert [r["InputEtag"] for r in rows] == etags and {r["State"] for r in rows} == {"succeeded"}
+    _, _, metadata = run.mp3(BURST_NAME[:-4] + ".mp3")
+    assert metadata["source_etag"] in etags
+    # Which version's MP3 is left behind is a race today: see the xfail test below.
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: same-name tasks race on the output; the last task to finish "
+                                       "wins, not the latest upload (no per-name ordering, no version pinning)")
+def test_reupload_while_the_previous_version_converts_leaves_the_latest_mp3(run, long_clip):
+    name = "race/re-upload.mp4"
+    old = long_clip
+    new = _clip(run.clip_dir, "race-new", MediaCase(lambda p: _ff(*_tone(seconds=2), "-c:a", "aac", str(p)),
+                                                    "succeeded"))
+    run.upload(name, old.read_bytes())
+    old_id = run.trigger(name)
+    # Past the download: ffmpeg has started writing the old version's MP3 (the task's files, via the Batch API).
+    wait_for(lambda: _task_has_file(run, old_id, OUTPUT_FILE), 30, interval=0.05, what="old conversion under way")
+    new_etag = run.upload(name, new.read_bytes())
+    new_id = run.trigger(name)
+    wait_for(lambda: run.batch.get_task(run.settings.job_id, new_id).state == "completed", 30, what="new task")
+    if run.batch.get_task(run.settings.job_id, old_id).state == "completed":
+        times = [(t.execution_info.start_time, t.execution_info.end_time) for t in
+                 (run.batch.get_task(run.settings.job_id, i) for i in (old_id, new_id))]
+        pytest.skip(f"the old version finished first: the race did not happen on this run {times}")
+    wait_for(lambda: run.batch.get_task(run.settings.job_id, old_id).state == "completed", 60, what="old task")
+    duration, _, metadata = run.mp3("race/re-upload.mp3")
+    assert metadata["source_etag"] == new_etag and abs(duration - 2.0) < 0.1, (duration, metadata)
 
 
 # --- cross-cutting --------------------------------------------------------------------------------------
@@ -489,18 +520,14 @@ def test_the_batch_run_is_quick(run):
 
 # --- wall clock -----------------------------------------------------------------------------------------
 
-def test_long_input_stops_at_the_wall_clock_limit_and_is_recorded(run):
+def test_long_input_stops_at_the_wall_clock_limit_and_is_recorded(run, long_clip):
     """TASK_MAX_WALL_CLOCK_MINUTES is whole minutes; the limit itself is the task's maxWallClockTime, so a
-    Submitter with a 2 s limit (same gateway, ledger and access) shows the path in seconds, not minutes."""
-    path = run.clip_dir / "long-low-bitrate.mp4"
-    if not path.exists():
-        # Two hours of low-rate mono AAC: a few hundred KB, seconds of ffmpeg work.
-        _ff("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=8000:duration=7200", "-c:a", "aac", "-b:a", "8k",
-            str(path))
-    limits = TaskLimits(mp3_quality=run.settings.mp3_quality, max_retries=0, max_wall_clock=timedelta(seconds=2))
+    Submitter with a 1 s limit (same gateway, ledger and access) shows the path in seconds, not minutes."""
+    path = long_clip
+    limits = TaskLimits(mp3_quality=run.settings.mp3_quality, max_retries=0, max_wall_clock=timedelta(seconds=1))
     submitter = Submitter(gateway=run.service.gateway, ledger=run.service.ledger, access=run.service.access,
                           job_id=run.settings.job_id, limits=limits)
-    name = "long/two hours.mp4"
+    name = "long/an hour.mp4"
     etag = run.upload(name, path.read_bytes())
     version = runtime_blob(run, name)
     outcome = submitter.handle(version)
@@ -514,7 +541,15 @@ def test_long_input_stops_at_the_wall_clock_limit_and_is_recorded(run):
     assert row["State"] == "failed", row
     assert "maximum wall clock time" in row["Reason"], row["Reason"]
     with pytest.raises(ResourceNotFoundError):
-        run.output("long/two hours.mp3").get_blob_properties()
+        run.output("long/an hour.mp3").get_blob_properties()
+
+
+def _task_has_file(run: Run, task_id: str, file_name: str) -> bool:
+    try:
+        files = run.batch.list_task_files(run.settings.job_id, task_id, recursive=True)
+        return any(f.name.rsplit("/", 1)[-1] == file_name for f in files)
+    except HttpResponseError:  # not on a node yet: TaskFilesUnavailable (409) or not found
+        return False
 
 
 def runtime_blob(run: Run, name: str):
