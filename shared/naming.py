@@ -59,6 +59,16 @@ def is_mp4(blob_name: str) -> bool:
     return len(leaf) > len(INPUT_EXTENSION) and leaf.lower().endswith(INPUT_EXTENSION)
 
 
+def not_mp4_reason(blob_name: str) -> str:
+    """Why a name is not work, in the words a person needs when the name looks like an MP4 at a glance."""
+    leaf = blob_name.rsplit("/", 1)[-1]
+    if leaf.lower() == INPUT_EXTENSION:
+        return "not an .mp4 file: the name is only the extension (a hidden file, nothing before '.mp4')"
+    if leaf.rstrip().lower().endswith(INPUT_EXTENSION) and leaf.rstrip() != leaf:
+        return "not an .mp4 file: the name ends with spaces after '.mp4'"
+    return "not an .mp4 file"
+
+
 def output_name(blob_name: str) -> str:
     """`a/b/clip.MP4` -> `a/b/clip.mp3`: only the last extension is replaced, folders kept."""
     if not is_mp4(blob_name):

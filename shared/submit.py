@@ -54,7 +54,7 @@ class Submitter:
         if blob.etag is None:
             return self._not_submitted(blob, row_key, State.SKIPPED, "blob no longer exists")
         if not naming.is_mp4(blob.name):
-            return self._not_submitted(blob, row_key, State.SKIPPED, "not an .mp4 file")
+            return self._not_submitted(blob, row_key, State.SKIPPED, naming.not_mp4_reason(blob.name))
         problem = naming.name_problem(blob.name)
         if problem is not None:
             return self._not_submitted(blob, row_key, State.REJECTED, problem.reason)

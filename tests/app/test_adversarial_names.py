@@ -60,9 +60,10 @@ def test_odd_but_valid_names_are_submitted_with_the_mapped_output(submitter, nam
 
 @pytest.mark.parametrize("name,state,reason", [
     ("clip.mp4.txt", State.SKIPPED, "not an .mp4 file"),
-    (".mp4", State.SKIPPED, "not an .mp4 file"),
-    ("folder/.mp4", State.SKIPPED, "not an .mp4 file"),
-    ("trail.mp4 ", State.SKIPPED, "not an .mp4 file"),
+    (".mp4", State.SKIPPED, "not an .mp4 file: the name is only the extension"),
+    ("folder/.MP4", State.SKIPPED, "not an .mp4 file: the name is only the extension"),
+    ("trail.mp4 ", State.SKIPPED, "not an .mp4 file: the name ends with spaces after '.mp4'"),
+    ("dir.mp4/clip.mov", State.SKIPPED, "not an .mp4 file"),
     ("a//b.mp4", State.REJECTED, "empty path segment"),
     ("/lead.mp4", State.REJECTED, "empty path segment"),
     ("a/../b.mp4", State.REJECTED, "'..' path segment"),
