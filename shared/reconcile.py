@@ -134,6 +134,8 @@ _PLAIN_CAUSES = (
     (re.compile(r"moov atom not found", re.IGNORECASE), _UNREADABLE),
     (re.compile("|".join(re.escape(m) for m in TRUNCATION_MARKERS), re.IGNORECASE),
      "the input is truncated: it ends before the audio its index lists (incomplete upload or copy)"),
+    (re.compile(r"no decoder found|Decoder \(codec [^)]*\) not found", re.IGNORECASE),
+     "the input's audio is in a codec ffmpeg cannot decode (unknown or unsupported audio format)"),
     (re.compile(r"Invalid data found when processing input", re.IGNORECASE), _UNREADABLE),
     (re.compile(r"Empty output stream", re.IGNORECASE), "the input's audio track holds no audio (no packets)"),
 )

@@ -211,6 +211,10 @@ TRUNCATED_WITH_VIDEO_NOISE = """[h264 @ 0x558479702a80] Invalid NAL unit size (6
      "processing input\n",
      "the input is not a readable MP4 (corrupt or truncated upload) (ffmpeg: Error submitting packet to decoder: "
      "Invalid data found when processing input)"),
+    ("[aist#0:0/none @ 0x5596ceb74f00] Decoding requested, but no decoder found for: none\n"
+     "Error opening output file output.mp3.\nError opening output files: Invalid argument\n",
+     "the input's audio is in a codec ffmpeg cannot decode (unknown or unsupported audio format) "
+     "(ffmpeg: Decoding requested, but no decoder found for: none)"),
 ])
 def test_failure_reason_names_the_cause(log, expected):
     assert ffmpeg_reason(log) == expected

@@ -113,6 +113,21 @@ def _empty_audio_track(path: Path) -> None:
         "-t", "1", "-movflags", "frag_keyframe+empty_moov", str(path))
 
 
+def _unknown_audio_codec(path: Path) -> None:
+    """An AAC track relabelled as a codec nobody knows: sample entry 'zzzz' and an esds object type of 0xFE."""
+    plain = path.with_name(path.stem + "-aac.mp4")
+    _ff(*_tone(), "-c:a", "aac", str(plain))
+    data = bytearray(plain.read_bytes())
+    entry = data.find(b"mp4a")
+    data[entry:entry + 4] = b"zzzz"
+    config = data.find(b"\x04", data.find(b"esds") + 8)  # DecoderConfigDescriptor tag, then a varint length
+    oti = config + 1
+    while data[oti] & 0x80:
+        oti += 1
+    data[oti + 1] = 0xFE  # objectTypeIndication: 0x40 (AAC) -> unassigned
+    path.write_bytes(bytes(data))
+
+
 def _big(path: Path) -> None:
     """A 1 s clip padded to ~100 MB by a trailing `free` box (ignored by demuxers): exercises the
     transfer of a large input without the CPU cost of encoding one."""
@@ -166,6 +181,7 @@ MEDIA: dict[str, MediaCase] = {
                                                                     "libopus", "-f", "matroska", str(p))),
                                        "failed", reason="the input is truncated"),
     "empty_audio_track": MediaCase(_empty_audio_track, "failed", reason="holds no audio"),
+    "unknown_audio_codec": MediaCase(_unknown_audio_codec, "failed", reason="codec ffmpeg cannot decode"),
 }
 
 # --- names -------------------------------------------------------------------------------------------
