@@ -16,11 +16,13 @@
   truncated file, where ffmpeg stops at the cut and exits 0 after logging the MP4 demuxer's
   "partial file" (Matroska: "File ended prematurely"); the command fails when the log says so.
 - Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime.
-- The output blob carries metadata naming its source (percent-encoded name, ETag, task id) and
-  the content type audio/mpeg, set by upload headers.
+- The output blob carries metadata naming its source (percent-encoded name, or `source_name_b64`
+  when that would not fit the 8 KiB metadata limit; ETag; task id) and the content type
+  audio/mpeg, set by upload headers.
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
@@ -37,13 +39,16 @@ FFMPEG_LOG = "ffmpeg.log"
 TASK_STDERR = "../stderr.txt"
 # Metadata names must be C# identifiers (no hyphens); values are ASCII header text.
 META_SOURCE_NAME = "source_name"
+META_SOURCE_NAME_B64 = "source_name_b64"
 META_SOURCE_CONTAINER = "source_container"
 META_SOURCE_ETAG = "source_etag"
 META_TASK_ID = "batch_task_id"
 # ffmpeg's error lines for an input that ends before the data its index promises (MP4/MOV demuxer,
 # Matroska demuxer); ffmpeg logs them and exits 0 with the audio up to the cut.
 TRUNCATION_MARKERS = ("partial file", "File ended prematurely")
-# Blob metadata is capped at 8 KiB in total; a longer encoded name is left to the ledger row.
+# Blob metadata is capped at 8 KiB in total. Percent-encoding a legal name (<= 1,024 UTF-16 units) can
+# reach 9,216 characters (1,024 CJK x 9); such a name goes as base64 of its UTF-8 instead, which is at
+# most 4,096 characters (3,072 bytes), so every MP3 names its source.
 _MAX_ENCODED_NAME = 4096
 
 
@@ -89,6 +94,8 @@ def source_metadata_headers(request: TaskRequest) -> list[batch_models.OutputFil
     }
     if len(encoded) <= _MAX_ENCODED_NAME:
         meta[META_SOURCE_NAME] = encoded
+    else:
+        meta[META_SOURCE_NAME_B64] = base64.b64encode(request.input_name.encode("utf-8")).decode("ascii")
     headers = [batch_models.OutputFileUploadHeader(name="x-ms-blob-content-type", value="audio/mpeg")]
     headers += [batch_models.OutputFileUploadHeader(name=f"x-ms-meta-{k}", value=v) for k, v in meta.items()]
     return headers

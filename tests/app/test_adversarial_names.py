@@ -6,11 +6,13 @@ tests/integration/test_adversarial_inputs.py; these are the fast checks that fai
 """
 from __future__ import annotations
 
+import base64
 import shlex
 import subprocess
 import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -19,7 +21,8 @@ from shared import naming
 from shared.ledger import State
 from shared.reconcile import ffmpeg_reason
 from shared.submit import BlobVersion, Submitter
-from shared.task_spec import FFMPEG_LOG, INPUT_FILE, OUTPUT_FILE, TaskLimits, command_line
+from shared.task_spec import (FFMPEG_LOG, INPUT_FILE, OUTPUT_FILE, TaskLimits, TaskRequest, command_line,
+                               source_metadata_headers)
 
 from .fakes import FakeAccess, FakeGateway, FakeLedger
 
@@ -96,6 +99,20 @@ def test_names_that_are_not_work_get_a_row_and_no_task(submitter, name, state, r
 def test_blob_name_length_counts_utf16_code_units(name, units, ok):
     assert naming.utf16_length(name) == units == len(name.encode("utf-16-le")) // 2
     assert (naming.name_problem(name) is None) is ok
+
+
+@pytest.mark.parametrize("name", ["長" * 1020 + ".mp4", "😀" * 510 + ".mp4", "a b/ü;x.MP4", "x" * 1020 + ".mp4",
+                                  "%" * 1020 + ".mp4"])
+def test_every_legal_name_is_named_in_the_mp3_metadata_within_8_kib(name):
+    request = TaskRequest(task_id="t" * 64, input_container="c" * 63, input_name=name, input_etag='"0x8DC0FFEE"',
+                          output_name=name[:-4] + ".mp3")
+    meta = {h.name.removeprefix("x-ms-meta-"): h.value for h in source_metadata_headers(request)
+            if h.name.startswith("x-ms-meta-")}
+    assert sum(len(k) + len(v) for k, v in meta.items()) <= 8 * 1024      # Azure's metadata limit
+    assert all(v.isascii() for v in meta.values())                          # header values
+    named = (base64.b64decode(meta["source_name_b64"]).decode("utf-8") if "source_name_b64" in meta
+             else unquote(meta["source_name"]))
+    assert named == name
 
 
 # --- separate inputs stay separate ---------------------------------------------------------------------
