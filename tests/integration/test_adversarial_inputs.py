@@ -505,6 +505,21 @@ def test_reupload_while_the_previous_version_converts_leaves_the_latest_mp3(run,
     assert metadata["source_etag"] == new_etag and abs(duration - 2.0) < 0.1, (duration, metadata)
 
 
+def test_a_sweep_over_every_odd_name_finds_nothing_missed(run):
+    """The timer's missed-upload sweep lists the container (names as List Blobs returns them) and must map
+    every blob version to the row the trigger wrote: no second task for any spelling.
+
+    Names with control characters go first: Azure refuses them at upload (400), Azurite stores them but its
+    List Blobs then answers 500 for the whole container (a local-only hazard; their rejected rows stay)."""
+    for case in NAMES.values():
+        if any(unicodedata.category(ch) == "Cc" for ch in case.name):
+            run.blobs.get_blob_client(run.settings.input_container, case.name).delete_blob()
+    timer = build_timer_service(run.service, TimerSettings.from_env({"SWEEP_MIN_AGE_SECONDS": "0"}))
+    result = timer.sweeper.run(None)
+    assert result.blobs_listed >= len(MEDIA) + len(NAMES)
+    assert (result.missing, result.submitted) == (0, 0), result
+
+
 # --- cross-cutting --------------------------------------------------------------------------------------
 
 def test_no_trigger_raised(run):
