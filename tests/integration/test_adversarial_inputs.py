@@ -43,12 +43,12 @@ from shared.submit import Submitter
 from shared.task_spec import OUTPUT_FILE, TaskLimits
 from shared.timer import build_timer_service
 from shared.timer_settings import TimerSettings
+from shared.trigger import blob_version
 from tests.app.stack import local_settings, unique, wait_for
 
 pytestmark = pytest.mark.integration
 
 TASK_TIMEOUT = 120.0
-REACHED_LOGS = ("mp4tomp3", "devstack", "azure")  # loggers whose records are checked for secrets
 SAS_VALUE = re.compile(r"(?i)\bsig=(?!\*\*\*|REDACTED)[^&\s\"'<>]+")  # a signature that was not masked
 
 # --- media -------------------------------------------------------------------------------------------
@@ -561,7 +561,7 @@ def test_long_input_stops_at_the_wall_clock_limit_and_is_recorded(run, long_clip
                           job_id=run.settings.job_id, limits=limits)
     name = "long/an hour.mp4"
     etag = run.upload(name, path.read_bytes())
-    version = runtime_blob(run, name)
+    version = blob_version(run.blobs.get_blob_client(run.settings.input_container, name))
     outcome = submitter.handle(version)
     assert outcome.state.value == "queued" and outcome.row_key == naming.task_id(name, etag)
     task = wait_for(lambda: (t := run.batch.get_task(run.settings.job_id, outcome.row_key)).state == "completed" and t,
@@ -589,8 +589,3 @@ def _task_has_file(run: Run, task_id: str, file_name: str) -> bool:
         return any(f.name.rsplit("/", 1)[-1] == file_name for f in files)
     except HttpResponseError:  # not on a node yet: TaskFilesUnavailable (409) or not found
         return False
-
-
-def runtime_blob(run: Run, name: str):
-    from shared.trigger import blob_version
-    return blob_version(run.blobs.get_blob_client(run.settings.input_container, name))
