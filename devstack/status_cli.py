@@ -623,8 +623,8 @@ class Output:
     def __init__(self, out: IO[str], as_json: bool) -> None:
         self.as_json = as_json
         self._out = out
-        # Not a terminal (a pipe, a test): wide enough that names are not wrapped mid-word.
-        self.console = Console(file=out, width=None if out.isatty() else 200, highlight=False,
+        # Not a terminal (a pipe, grep, a test): wide enough that no cell wraps, so one row stays one line.
+        self.console = Console(file=out, width=None if out.isatty() else 1000, highlight=False,
                                soft_wrap=False)
 
     def json(self, payload: Any) -> None:
