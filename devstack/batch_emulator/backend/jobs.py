@@ -46,10 +46,7 @@ class JobService:
         self.s = state
 
     def _job(self, job_id: str) -> JobRecord:
-        job = self.s.job(job_id)
-        if job is None:
-            raise errors.job_not_found()
-        return job
+        return self.s.existing_job(job_id)
 
     def create(self, body: Any) -> JobRecord:
         body = v.body_object(body)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
-from .. import ids, store
+from .. import errors, ids, store
 from ..config import EmulatorConfig
 from ..timeutil import utcnow
 from .records import JobRecord, NodeRecord, PoolRecord, TaskRecord
@@ -57,6 +57,13 @@ class State:
 
     def job(self, job_id: str) -> JobRecord | None:
         return self.jobs.get(ids.key(job_id))
+
+    def existing_job(self, job_id: str) -> JobRecord:
+        """The job, or the service's JobNotFound."""
+        job = self.job(job_id)
+        if job is None:
+            raise errors.job_not_found()
+        return job
 
     def task_by_ref(self, ref: str) -> TaskRecord | None:
         job_key, _, task_key = ref.partition("/")

@@ -118,10 +118,7 @@ class TaskService:
         self.s = state
 
     def _job(self, job_id: str) -> JobRecord:
-        job = self.s.job(job_id)
-        if job is None:
-            raise errors.job_not_found()
-        return job
+        return self.s.existing_job(job_id)
 
     def _task(self, job: JobRecord, task_id: str) -> TaskRecord:
         task = job.tasks.get(ids.key(task_id))
