@@ -96,6 +96,8 @@ class BatchGateway(Protocol):
 
     def task_counts(self) -> TaskCounts: ...
 
+    def terminate_task(self, task_id: str) -> bool: ...
+
 
 def error_code(exc: HttpResponseError) -> str | None:
     """The service's error code (e.g. 'TaskExists') from a Batch error body."""
@@ -212,6 +214,21 @@ class AzureBatchGateway:
         except HttpResponseError as exc:
             raise BatchUnavailable(f"create job failed: HTTP {exc.status_code} {error_code(exc)}") from exc
         self._job_ready = True
+
+    def terminate_task(self, task_id: str) -> bool:
+        """End a queued or running task; False when it had already completed or no longer exists.
+
+        A terminated task completes with failureInfo TaskEnded and never uploads its outputs (their
+        uploadCondition is tasksuccess), so a superseded version cannot overwrite a newer MP3."""
+        try:
+            self._client.terminate_task(self._job_id, task_id)
+            return True
+        except ResourceNotFoundError:  # TaskNotFound / JobNotFound: nothing left to stop
+            return False
+        except HttpResponseError as exc:
+            if error_code(exc) == "TaskCompleted":
+                return False
+            raise BatchUnavailable(f"terminate task failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
     # -- reading state (the reconciler, issue 5) -----------------------------------------------
     def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]:

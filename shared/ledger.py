@@ -108,6 +108,10 @@ class LedgerStore(Protocol):
         """Insert the row; False when a row for that blob version already exists."""
         ...
 
+    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
+        """Task ids of the rows of `input_name` (any version) whose task is still queued or running."""
+        ...
+
 
 class TableLedger:
     def __init__(self, table: TableClient) -> None:
@@ -133,6 +137,19 @@ class TableLedger:
                 return True
             except ResourceExistsError:
                 return False
+
+    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
+        # Every version of a name has a task id `<id_prefix>-<hash>`: one RowKey range scan inside the
+        # job's partition ('.' is the character after '-'), then the exact name, since other names can
+        # share the readable prefix ('a-b.mp4' and 'a.mp4' both fall in the range 'a-'..'a.').
+        query = (f"PartitionKey eq @job and RowKey ge @low and RowKey lt @high and {Col.INPUT_NAME} eq @name "
+                 f"and ({Col.STATE} eq '{State.QUEUED.value}' or {Col.STATE} eq '{State.RUNNING.value}')")
+        parameters = {"job": job_id, "low": f"{id_prefix}-", "high": f"{id_prefix}.", "name": input_name}
+        try:
+            rows = self._table.query_entities(query, parameters=parameters, select=["RowKey", Col.TASK_ID])
+            return [row.get(Col.TASK_ID) or row["RowKey"] for row in rows]
+        except ResourceNotFoundError:  # no table yet: no earlier versions either
+            return []
 
     def _create_table(self) -> None:
         with self._lock:

@@ -230,8 +230,17 @@ def task_fields(task: TaskSnapshot, *, output_url: str | None, ffmpeg_error: str
         fields[RCol.FAILURE_CODE] = failure.code if failure else None
         fields[Col.FAILURE_MESSAGE] = scrub(message)[:_MAX_TEXT]
         fields[RCol.FFMPEG_ERROR] = ffmpeg_error
-        fields[Col.REASON] = (ffmpeg_error or scrub(message))[:_MAX_TEXT]
+        fields[Col.REASON] = (_ended_reason(task) or ffmpeg_error or scrub(message))[:_MAX_TEXT]
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _ended_reason(task: TaskSnapshot) -> str | None:
+    """Terminate Task ends a task with usererror/TaskEnded ("Task Was Ended by User Request"). The app
+    terminates a task only when a newer upload of the same name supersedes it (submit.py); say so."""
+    failure = task.failure
+    if failure is None or failure.code != "TaskEnded" or failure.category != "usererror":
+        return None
+    return "ended on request: superseded by a newer upload of the same name (or terminated by an operator)"
 
 
 def _same(a: Any, b: Any) -> bool:

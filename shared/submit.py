@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from . import naming
 from .access import Clock, NodeAccess, utc_now
@@ -28,6 +28,8 @@ class BlobVersion:
     etag: str | None          # None: the blob was gone when the trigger looked
     size: int | None
     content_type: str | None = None
+    # The blob existed before this version (see is_overwrite): earlier versions' tasks may still be in flight.
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,17 @@ class Outcome:
     reason: str | None = None
     task: AddOutcome | None = None     # set when a task was submitted
     ledger_written: bool = False       # False: a row for this version already existed
+
+
+# Creation-Time and Last-Modified are second-granular; a first upload has them equal.
+_OVERWRITE_MIN_GAP = timedelta(seconds=1)
+
+
+def is_overwrite(created: datetime | None, modified: datetime | None) -> bool:
+    """True when this version replaced an older one: the blob's creation time is kept across overwrites
+    while Last-Modified moves. Azurite (in-memory store) keeps it across Put Block List but resets it on a
+    Put Blob overwrite, so locally a small re-upload there looks like a first upload and supersedes nothing."""
+    return created is not None and modified is not None and modified - created >= _OVERWRITE_MIN_GAP
 
 
 class Submitter:
@@ -75,7 +88,23 @@ class Submitter:
         event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
               etag=blob.etag, size=blob.size, output_name=request.output_name, task=added.value,
               ledger_row="inserted" if written else "existing")
+        if blob.overwrite:
+            self._supersede_older_versions(blob, task_id)
         return Outcome(State.QUEUED, task_id, None, added, written)
+
+    def _supersede_older_versions(self, blob: BlobVersion, task_id: str) -> None:
+        """Stop the tasks of older versions of this name that are still queued or running.
+
+        Same-name tasks write the same MP3, so whichever finishes last would win, and a late-starting
+        older task would even convert the newer bytes under the old ETag. A terminated task uploads
+        nothing (outputs are uploaded on task success only), so the newest version's MP3 is the one left.
+        Only overwrites pay for this (one ledger range query); first uploads skip it."""
+        older = [t for t in self._ledger.in_flight_versions(self._job_id, naming.readable_prefix(blob.name),
+                                                            naming.printable_name(blob.name)) if t != task_id]
+        for old_id in older:
+            stopped = self._gateway.terminate_task(old_id)
+            event(_log, logging.INFO, "upload.superseded", blob_name=naming.printable_name(blob.name),
+                  task_id=old_id, superseded_by=task_id, terminated=stopped)
 
     def _not_submitted(self, blob: BlobVersion, row_key: str, state: State, reason: str) -> Outcome:
         written = self._ledger.record(self._row(blob, row_key, state, reason, None, None))

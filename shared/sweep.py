@@ -22,7 +22,7 @@ from azure.storage.blob import BlobServiceClient
 from . import naming
 from .log import event, get_logger
 from .reconcile import read_rows
-from .submit import BlobVersion, Outcome
+from .submit import BlobVersion, Outcome, is_overwrite
 
 _log = get_logger("sweep")
 
@@ -66,7 +66,8 @@ class Sweeper:
                 continue
             content_type = blob.content_settings.content_type if blob.content_settings else None
             version = BlobVersion(container=self._input_container, name=blob.name, etag=blob.etag,
-                                  size=blob.size, content_type=content_type)
+                                  size=blob.size, content_type=content_type,
+                                  overwrite=is_overwrite(blob.creation_time, modified))
             candidates[naming.task_id(blob.name, blob.etag)] = version
         result.candidates = len(candidates)
         # The first sweep looks at every MP4: one paged scan of the ledger's keys beats a read per blob.

@@ -11,7 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
 from . import runtime
-from .submit import BlobVersion, Outcome
+from .submit import BlobVersion, Outcome, is_overwrite
 
 
 def blob_version(client: BlobClient) -> BlobVersion:
@@ -21,7 +21,8 @@ def blob_version(client: BlobClient) -> BlobVersion:
         return BlobVersion(container=client.container_name, name=client.blob_name, etag=None, size=None)
     content_type = props.content_settings.content_type if props.content_settings else None
     return BlobVersion(container=client.container_name, name=props.name or client.blob_name, etag=props.etag,
-                       size=props.size, content_type=content_type)
+                       size=props.size, content_type=content_type,
+                       overwrite=is_overwrite(props.creation_time, props.last_modified))
 
 
 def on_blob(client: BlobClient) -> Outcome:

@@ -8,7 +8,7 @@ from azure.batch import models as batch_models
 
 from shared.access import TaskStorageAccess
 from shared.gateway import AddOutcome, TaskCounts, TaskSnapshot
-from shared.ledger import LedgerRow
+from shared.ledger import LedgerRow, State
 
 
 class FakeGateway:
@@ -41,6 +41,10 @@ class FakeGateway:
     def task_counts(self) -> TaskCounts:
         return TaskCounts(active=len(self.tasks), running=0, completed=0, succeeded=0, failed=0)
 
+    def terminate_task(self, task_id: str) -> bool:
+        self.calls.append(f"terminate_task:{task_id}")
+        return self.tasks.pop(task_id.lower(), None) is not None
+
 
 class FakeLedger:
     """Insert-only, like TableLedger: a second insert of the same keys is refused."""
@@ -48,6 +52,7 @@ class FakeLedger:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], LedgerRow] = {}
         self.writes = 0
+        self.queries = 0
 
     def record(self, row: LedgerRow) -> bool:
         self.writes += 1
@@ -56,6 +61,12 @@ class FakeLedger:
             return False
         self.rows[key] = row
         return True
+
+    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
+        self.queries += 1
+        return [r.task_id or r.row_key for (job, key), r in self.rows.items()
+                if job == job_id and key.startswith(f"{id_prefix}-") and r.input_name == input_name
+                and r.state in (State.QUEUED, State.RUNNING)]
 
 
 class FakeAccess:

@@ -205,6 +205,18 @@ def test_failure_without_a_log_keeps_the_service_reason(env):
     assert row[Col.REASON] == "The specified blob does not exist." and RCol.FFMPEG_ERROR not in row
 
 
+def test_a_terminated_task_says_it_was_superseded(env):
+    table, tasks, rec = env["table"], env["tasks"], env["make"]()
+    submit_row(table, "old-1", "same.mp4")
+    tasks.put(task("old-1", "completed", T0 + timedelta(seconds=3), result="failure",
+                   failure=TaskFailure("usererror", "TaskEnded", "Task Was Ended by User Request")))
+    rec.run()
+    row = table.get_entity(JOB, "old-1")
+    assert row[Col.STATE] == "failed" and row[RCol.FAILURE_CODE] == "TaskEnded"
+    assert "superseded by a newer upload of the same name" in row[Col.REASON]
+    assert row[Col.FAILURE_MESSAGE] == "Task Was Ended by User Request"
+
+
 def test_watermark_advances_and_a_tick_without_changes_writes_nothing(env):
     table, tasks, transport = env["table"], env["tasks"], env["transport"]
     rec = env["make"](overlap=timedelta(seconds=60))

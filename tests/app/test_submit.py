@@ -9,7 +9,7 @@ import pytest
 from shared import naming
 from shared.gateway import AddOutcome, BatchUnavailable
 from shared.ledger import State
-from shared.submit import BlobVersion, Submitter
+from shared.submit import BlobVersion, Submitter, is_overwrite
 from shared.task_spec import TaskLimits
 
 from .fakes import FakeAccess, FakeGateway, FakeLedger
@@ -73,6 +73,37 @@ def test_steady_state_costs_one_batch_call_and_one_table_write(parts):
     submitter, gateway, ledger, _ = parts
     submitter.handle(blob("a.mp4"))
     assert gateway.calls == [f"add_task:{naming.task_id('a.mp4', ETAG)}"] and ledger.writes == 1
+    assert ledger.queries == 0  # a first upload never looks for older versions
+
+
+def test_overwrite_terminates_older_versions_still_in_flight_of_that_name_only(parts):
+    submitter, gateway, ledger, _ = parts
+    # Same readable prefix, other name ('a-b' starts like 'a-'): must not be touched.
+    submitter.handle(blob("a-b.mp4", etag='"0x9"'))
+    submitter.handle(blob("a.mp4", etag='"0x1"'))
+    old_id = naming.task_id("a.mp4", '"0x1"')
+    gateway.calls.clear()
+    outcome = submitter.handle(BlobVersion("input", "a.mp4", '"0x2"', 1000, "video/mp4", overwrite=True))
+    new_id = naming.task_id("a.mp4", '"0x2"')
+    assert outcome.state is State.QUEUED and outcome.row_key == new_id
+    assert gateway.calls == [f"add_task:{new_id}", f"terminate_task:{old_id}"] and ledger.queries == 1
+    assert naming.task_id("a-b.mp4", '"0x9"').lower() in gateway.tasks
+
+
+def test_overwrite_leaves_finished_versions_alone(parts):
+    submitter, gateway, ledger, _ = parts
+    submitter.handle(blob("a.mp4", etag='"0x1"'))
+    old = ledger.rows[("jobs", naming.task_id("a.mp4", '"0x1"'))]
+    ledger.rows[("jobs", old.row_key)] = type(old)(**{**old.__dict__, "state": State.SUCCEEDED})
+    gateway.calls.clear()
+    submitter.handle(BlobVersion("input", "a.mp4", '"0x2"', 1000, "video/mp4", overwrite=True))
+    assert [c for c in gateway.calls if c.startswith("terminate_task")] == []
+
+
+@pytest.mark.parametrize(("gap", "expected"), [(0, False), (0.5, False), (1, True), (3600, True)])
+def test_overwrite_is_a_version_modified_after_the_blob_was_created(gap, expected):
+    assert is_overwrite(NOW, NOW + timedelta(seconds=gap)) is expected
+    assert is_overwrite(None, NOW) is False
 
 
 @pytest.mark.parametrize("version,state,reason", [

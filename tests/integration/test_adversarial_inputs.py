@@ -479,30 +479,44 @@ def test_burst_of_reuploads_is_one_task_and_one_row_per_version(run):
     assert [r["InputEtag"] for r in rows] == etags and {r["State"] for r in rows} == {"succeeded"}
     _, _, metadata = run.mp3(BURST_NAME[:-4] + ".mp3")
     assert metadata["source_etag"] in etags
-    # Which version's MP3 is left behind is a race today: see the xfail test below.
+    # Put Blob overwrites: Azurite resets Creation-Time, so no task is superseded here (see the test below).
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: same-name tasks race on the output; the last task to finish "
-                                       "wins, not the latest upload (no per-name ordering, no version pinning)")
 def test_reupload_while_the_previous_version_converts_leaves_the_latest_mp3(run, long_clip):
+    """Same-name tasks write the same MP3: the trigger of an overwrite terminates the older version's task, so
+    the latest upload's MP3 is the one left (a terminated task uploads nothing) and the ledger says why.
+
+    The new version is committed with Put Block List (how SDKs and AzCopy upload large files): the trigger
+    tells an overwrite by Creation-Time < Last-Modified, and Azurite keeps Creation-Time across a block-list
+    commit, as Azure does, but resets it on a Put Blob overwrite."""
     name = "race/re-upload.mp4"
     old = long_clip
     new = _clip(run.clip_dir, "race-new", MediaCase(lambda p: _ff(*_tone(seconds=2), "-c:a", "aac", str(p)),
                                                     "succeeded"))
+    created = time.monotonic()
     run.upload(name, old.read_bytes())
     old_id = run.trigger(name)
     # Past the download: ffmpeg has started writing the old version's MP3 (the task's files, via the Batch API).
     wait_for(lambda: _task_has_file(run, old_id, OUTPUT_FILE), 30, interval=0.05, what="old conversion under way")
-    new_etag = run.upload(name, new.read_bytes())
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - created)))  # timestamps are whole seconds
+    client = run.blobs.get_blob_client(run.settings.input_container, name)
+    client.stage_block("b0", new.read_bytes())
+    new_etag = client.commit_block_list(["b0"])["etag"]
     new_id = run.trigger(name)
-    wait_for(lambda: run.batch.get_task(run.settings.job_id, new_id).state == "completed", 30, what="new task")
-    if run.batch.get_task(run.settings.job_id, old_id).state == "completed":
-        times = [(t.execution_info.start_time, t.execution_info.end_time) for t in
-                 (run.batch.get_task(run.settings.job_id, i) for i in (old_id, new_id))]
-        pytest.skip(f"the old version finished first: the race did not happen on this run {times}")
-    wait_for(lambda: run.batch.get_task(run.settings.job_id, old_id).state == "completed", 60, what="old task")
+    assert new_id and new_id != old_id
+    ended = wait_for(lambda: (t := run.batch.get_task(run.settings.job_id, old_id)).state == "completed" and t, 10,
+                     what="old task terminated")
+    assert ended.execution_info.failure_info.code == "TaskEnded", ended.execution_info
+    done = wait_for(lambda: (t := run.batch.get_task(run.settings.job_id, new_id)).state == "completed" and t, 30,
+                    what="new task")
+    assert done.execution_info.result == "success", done.execution_info
     duration, _, metadata = run.mp3("race/re-upload.mp3")
     assert metadata["source_etag"] == new_etag and abs(duration - 2.0) < 0.1, (duration, metadata)
+    timer = build_timer_service(run.service, TimerSettings.from_env({}))
+    assert timer.reconciler.run().complete
+    rows = {i: run.table.get_entity(run.settings.job_id, i) for i in (old_id, new_id)}
+    assert rows[new_id]["State"] == "succeeded", rows[new_id]
+    assert rows[old_id]["State"] == "failed" and "superseded by a newer upload" in rows[old_id]["Reason"], rows[old_id]
 
 
 def test_a_sweep_over_every_odd_name_finds_nothing_missed(run):
