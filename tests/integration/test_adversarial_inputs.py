@@ -476,10 +476,14 @@ def test_burst_of_reuploads_is_one_task_and_one_row_per_version(run):
     ids = [i for i in run.burst_ids if i]
     assert len(ids) == BURST_VERSIONS and len(set(ids)) == BURST_VERSIONS
     rows = [run.table.get_entity(run.settings.job_id, i) for i in ids]
-    assert [r["InputEtag"] for r in rows] == etags and {r["State"] for r in rows} == {"succeeded"}
+    assert [r["InputEtag"] for r in rows] == etags and rows[-1]["State"] == "succeeded"
+    # Older versions either finished or were superseded by a newer upload (never any other failure). Azurite
+    # resets Creation-Time on a Put Blob overwrite, so locally none is detected as an overwrite (see below);
+    # Azure keeps it, and there the older in-flight versions end superseded.
+    for row in rows[:-1]:
+        assert row["State"] == "succeeded" or "superseded" in row["Reason"], row
     _, _, metadata = run.mp3(BURST_NAME[:-4] + ".mp3")
     assert metadata["source_etag"] in etags
-    # Put Blob overwrites: Azurite resets Creation-Time, so no task is superseded here (see the test below).
 
 
 def test_reupload_while_the_previous_version_converts_leaves_the_latest_mp3(run, long_clip):
