@@ -17,6 +17,7 @@ from azure.core.pipeline.transport import RequestsTransport
 
 from devstack.ffmpeg import ffmpeg_exe
 from shared.settings import Settings
+from tests.waiting import wait_for  # noqa: F401  (re-exported to the integration tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
@@ -90,12 +91,3 @@ def make_two_track_clip(path: Path, first_seconds: float, second_seconds: float)
     return path
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.devhost import DevHost
+from tests import waiting
 
 APP_TEMPLATE = '''
 import json
@@ -139,14 +139,8 @@ def write_toy_app(root: Path, connection_string: str, *, schedule: str = "0 0 0 
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    # The dev host reacts within milliseconds: poll faster than the shared default.
+    return waiting.wait_for(predicate, timeout, interval)
 
 
 def dedent(text: str) -> str:
