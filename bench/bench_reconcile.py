@@ -41,7 +41,7 @@ from shared.reconcile import Reconciler, ledger_state
 from shared.runtime import build_service
 from shared.settings import Settings
 from shared.timer import build_timer_service
-from shared.timer_settings import TimerSettings
+from shared.settings import TimerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAP = timedelta(seconds=5)

@@ -11,20 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from urllib.parse import urlsplit
+
+from .settings_reader import BATCH_ID_RE, Reader, SettingsError, check_url
+
+__all__ = ["BATCH_ID_RE", "MEDIA_CONNECTION", "NodePriority", "Settings", "SettingsError", "TimerSettings",
+           "TriggerSource", "trigger_source", "vm_cores"]
 
 # The name the trigger decorator uses for its `connection`; the app's own storage clients read
 # the same setting (or its identity-based `__blobServiceUri` / `__tableServiceUri` variants).
 MEDIA_CONNECTION = "MEDIA_STORAGE"
 
-# Batch ids (pool, job, task): letters, digits, hyphen, underscore, at most 64 characters
-# (azure-batch 15.1.0 BatchPoolCreateOptions.id / BatchTaskCreateOptions.id docstrings).
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Container names: 3-63 chars, lowercase letters, digits, single hyphens, not at either end.
-_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-# Table names: 3-63 alphanumeric characters, not starting with a digit.
-_TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 # Azure VM size names carry the vCPU count after the family letters; constrained-core sizes
 # (Standard_E4-2s_v5) name the active count after the hyphen.
@@ -44,14 +43,6 @@ _BATCH_SCOPES: dict[str, str] = {
     ".batch.chinacloudapi.cn": "https://batch.chinacloudapi.cn/.default",
     ".batch.usgovcloudapi.net": "https://batch.core.usgovcloudapi.net/.default",
 }
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; `setting` is its app-setting name."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"app setting {setting}: {problem}")
-        self.setting = setting
 
 
 class TriggerSource(str, Enum):
@@ -119,7 +110,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        r = _Reader(env)
+        r = Reader(env)
         storage = _storage_connection(r)
         account_url = r.url("BATCH_ACCOUNT_URL")
         account_key = r.optional("BATCH_ACCOUNT_KEY")
@@ -139,7 +130,7 @@ class Settings:
         ffmpeg_url = r.optional("FFMPEG_BINARY_URL")
         ffmpeg_sha = r.optional("FFMPEG_SHA256")
         if ffmpeg_url is not None:
-            _check_url("FFMPEG_BINARY_URL", ffmpeg_url)
+            check_url("FFMPEG_BINARY_URL", ffmpeg_url)
         if ffmpeg_sha is not None and not _SHA256_RE.match(ffmpeg_sha):
             raise SettingsError("FFMPEG_SHA256", "must be 64 hex digits (sha256 of the ffmpeg binary)")
         if ffmpeg_sha is not None and ffmpeg_url is None:
@@ -180,91 +171,40 @@ class Settings:
         return settings
 
 
+@dataclass(frozen=True)
+class TimerSettings:
+    """The timer function's knobs (reconcile, scaling, sweep). TIMER_SCHEDULE itself is resolved by the
+    Functions host (`%TIMER_SCHEDULE%` in the decorator), not here."""
+
+    idle_grace: timedelta             # no active/running task this long -> pool to zero
+    autoscale_handback: timedelta     # manual pool unchanged this long -> autoscale re-enabled
+    reconcile_overlap: timedelta      # re-list this far behind the watermark (listing lag, clock skew)
+    sweep_interval: timedelta         # missed-upload sweep + completed-task cleanup cadence
+    sweep_min_age: timedelta          # blobs younger than this are left to the trigger
+    completed_task_retention: timedelta  # completed tasks stay in the job this long after their row is final
+    status_heartbeat: timedelta       # status row rewritten at least this often even when nothing changed
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TimerSettings:
+        r = Reader(env)
+        day = 24 * 3600
+        return cls(
+            idle_grace=r.seconds("IDLE_GRACE_SECONDS", 120, low=0, high=day),
+            autoscale_handback=r.seconds("AUTOSCALE_HANDBACK_SECONDS", 300, low=0, high=day),
+            reconcile_overlap=r.seconds("RECONCILE_OVERLAP_SECONDS", 120, low=0, high=3600),
+            sweep_interval=r.seconds("SWEEP_INTERVAL_SECONDS", 600, low=60, high=7 * day),
+            sweep_min_age=r.seconds("SWEEP_MIN_AGE_SECONDS", 300, low=0, high=day),
+            completed_task_retention=r.seconds("COMPLETED_TASK_RETENTION_SECONDS", 3600, low=0, high=6 * day),
+            status_heartbeat=r.seconds("STATUS_HEARTBEAT_SECONDS", 300, low=0, high=day),
+        )
+
+
 def trigger_source(env: Mapping[str, str]) -> TriggerSource:
     """BLOB_TRIGGER_SOURCE, read on its own: function_app.py needs it at import (decorator args)."""
-    return _Reader(env).choice("BLOB_TRIGGER_SOURCE", TriggerSource, TriggerSource.POLLING)
+    return Reader(env).choice("BLOB_TRIGGER_SOURCE", TriggerSource, TriggerSource.POLLING)
 
 
-class _Reader:
-    """Typed access to raw settings; blank values count as unset."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def optional(self, name: str) -> str | None:
-        value = self._env.get(name)
-        if value is None or not value.strip():
-            return None
-        return value.strip()
-
-    def required(self, name: str) -> str:
-        value = self.optional(name)
-        if value is None:
-            raise SettingsError(name, "is required but not set")
-        return value
-
-    def text(self, name: str, default: str) -> str:
-        return self.optional(name) or default
-
-    def url(self, name: str) -> str:
-        value = self.required(name).rstrip("/")
-        _check_url(name, value)
-        return value
-
-    def optional_url(self, name: str) -> str | None:
-        value = self.optional(name)
-        if value is not None:
-            _check_url(name, value)
-        return value
-
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(name, f"must be an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-        return value
-
-    def choice(self, name: str, enum: type[Enum], default: Enum):
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        for member in enum:
-            if member.value.lower() == raw.lower():
-                return member
-        allowed = ", ".join(m.value for m in enum)
-        raise SettingsError(name, f"must be one of {allowed}, got {raw!r}")
-
-    def container(self, name: str, default: str) -> str:
-        value = self.text(name, default)
-        if not _CONTAINER_RE.match(value):
-            raise SettingsError(name, f"{value!r} is not a valid blob container name")
-        return value
-
-    def table(self, name: str, default: str) -> str:
-        value = self.text(name, default)
-        if not _TABLE_RE.match(value):
-            raise SettingsError(name, f"{value!r} is not a valid table name (3-63 letters/digits)")
-        return value
-
-    def batch_id(self, name: str, default: str) -> str:
-        value = self.text(name, default)
-        if not BATCH_ID_RE.match(value):
-            raise SettingsError(name, f"{value!r} is not a valid Batch id (letters, digits, -, _; max 64)")
-        return value
-
-
-def _check_url(name: str, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(name, "must be an absolute http(s) URL")
-
-
-def _storage_connection(r: _Reader) -> StorageConnection:
+def _storage_connection(r: Reader) -> StorageConnection:
     conn = r.optional(MEDIA_CONNECTION)
     blob_uri = r.optional(f"{MEDIA_CONNECTION}__blobServiceUri") or r.optional(f"{MEDIA_CONNECTION}__serviceUri")
     table_uri = r.optional(f"{MEDIA_CONNECTION}__tableServiceUri")
@@ -275,8 +215,8 @@ def _storage_connection(r: _Reader) -> StorageConnection:
         raise SettingsError(MEDIA_CONNECTION, (
             f"set a connection string, or identity-based {MEDIA_CONNECTION}__blobServiceUri and "
             f"{MEDIA_CONNECTION}__tableServiceUri (plus __queueServiceUri for the trigger)"))
-    _check_url(f"{MEDIA_CONNECTION}__blobServiceUri", blob_uri)
-    _check_url(f"{MEDIA_CONNECTION}__tableServiceUri", table_uri)
+    check_url(f"{MEDIA_CONNECTION}__blobServiceUri", blob_uri)
+    check_url(f"{MEDIA_CONNECTION}__tableServiceUri", table_uri)
     return StorageConnection(None, blob_uri.rstrip("/"), table_uri.rstrip("/"), client_id)
 
 
@@ -290,7 +230,7 @@ def _derive_batch_scope(account_url: str) -> str:
         "(e.g. https://batch.core.windows.net//.default) or BATCH_ACCOUNT_KEY"))
 
 
-def _image(r: _Reader) -> ImageReference:
+def _image(r: Reader) -> ImageReference:
     raw = r.text("POOL_IMAGE", "canonical:ubuntu-24_04-lts:server:latest")
     parts = raw.split(":")
     if len(parts) != 4 or not all(parts):
@@ -298,7 +238,7 @@ def _image(r: _Reader) -> ImageReference:
     return ImageReference(*parts)
 
 
-def _node_agent(r: _Reader, image: ImageReference) -> str:
+def _node_agent(r: Reader, image: ImageReference) -> str:
     explicit = r.optional("POOL_NODE_AGENT_SKU_ID")
     if explicit is not None:
         return explicit
@@ -317,7 +257,7 @@ def vm_cores(vm_size: str) -> int | None:
     return int(match.group(2) or match.group(1)) or None
 
 
-def _slots(r: _Reader, vm_size: str) -> int:
+def _slots(r: Reader, vm_size: str) -> int:
     # ffmpeg's MP3 encoder is single-threaded: one task per core keeps every core busy.
     cores = vm_cores(vm_size)
     if r.optional("POOL_TASK_SLOTS_PER_NODE") is None and cores is None:

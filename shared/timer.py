@@ -47,7 +47,7 @@ from .scaling import (
 )
 from .status import Increments, LoadedStatus, StatusRecord, StatusStore, errors_text
 from .sweep import Sweeper, SweepResult
-from .timer_settings import TimerSettings
+from .settings import TimerSettings
 
 _log = get_logger("timer")
 

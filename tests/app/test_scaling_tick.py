@@ -15,7 +15,7 @@ from shared.scaling import Allocation, PoolSnapshot, ScalingPolicy
 from shared.status import LoadedStatus, StatusRecord
 from shared.sweep import SweepResult
 from shared.timer import TickFailed, TimerService, on_timer, set_timer_service
-from shared.timer_settings import TimerSettings
+from shared.settings import TimerSettings
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 SETTINGS = TimerSettings(idle_grace=timedelta(seconds=120), autoscale_handback=timedelta(seconds=300),

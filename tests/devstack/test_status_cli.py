@@ -279,7 +279,7 @@ def app_service(stack: Stack):
     from shared.runtime import build_service
     from shared.settings import Settings
     from shared.timer import build_timer_service
-    from shared.timer_settings import TimerSettings
+    from shared.settings import TimerSettings
 
     service = build_service(Settings.from_env(stack.values))
     timer = build_timer_service(service, TimerSettings.from_env({"IDLE_GRACE_SECONDS": "600"}),

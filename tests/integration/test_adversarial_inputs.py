@@ -42,7 +42,7 @@ from shared.settings import Settings
 from shared.submit import Submitter
 from shared.task_spec import OUTPUT_FILE, TaskLimits
 from shared.timer import build_timer_service
-from shared.timer_settings import TimerSettings
+from shared.settings import TimerSettings
 from shared.trigger import blob_version
 from tests.app.stack import local_settings, unique, wait_for
 

@@ -30,7 +30,7 @@ from shared.settings import Settings
 from shared.status import SUMMARY_ROW
 from shared.task_spec import TaskRequest, build_task
 from shared.timer import TimerService, build_timer_service
-from shared.timer_settings import TimerSettings
+from shared.settings import TimerSettings
 from tests.app.stack import CountingTransport, local_settings, unique, wait_for
 
 pytestmark = pytest.mark.integration
