@@ -11,8 +11,7 @@ import os
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from shared import settings, trigger
-from shared.timer import on_timer
+from shared import handlers, settings
 
 app = func.FunctionApp()
 
@@ -21,10 +20,10 @@ app = func.FunctionApp()
 @app.blob_trigger(arg_name="client", path="%INPUT_CONTAINER%/{name}", connection=settings.MEDIA_CONNECTION,
                   source=settings.trigger_source(os.environ).value)
 def process_upload(client: blob.BlobClient) -> None:
-    trigger.on_blob(client)
+    handlers.on_blob(client)
 
 
 @app.function_name("reconcile_and_scale")
 @app.timer_trigger(schedule="%TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def reconcile_and_scale(timer: func.TimerRequest) -> None:
-    on_timer(timer)
+    handlers.on_timer(timer)

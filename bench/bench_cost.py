@@ -7,7 +7,7 @@ resize/autoscale, the app's autoscale formula on lagging 30 s samples, `taskcomp
 billed from allocation until removal. Timeline: 30 min idle, 50 uploads within one minute, then idle
 until minute 120. Each file takes TASK_SECONDS on a node; a node boots in ALLOC + BOOT seconds (the
 service takes minutes). Designs:
-- timer + autoscale at rest: ours (shared/scaling.py via shared/timer.scale_pool, a tick every minute);
+- timer + autoscale at rest: ours (shared/scaling.py via shared/pool_scaler.scale_pool, a tick every minute);
 - autoscale only: the same formula, evaluated every 5 minutes, no timer;
 - fixed pool: POOL_MAX_NODES always on (the tutorial's fixed pool, never deleted).
 """
@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from shared.scaling import ScalingMemory, ScalingPolicy
-from shared.timer import scale_pool
+from shared.pool_scaler import scale_pool
 from tests.app.scaling_sim import SimConfig, SimControl, SimPool
 
 ROOT = Path(__file__).resolve().parent.parent

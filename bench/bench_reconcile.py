@@ -40,7 +40,7 @@ from shared.ledger import Col, LedgerRow, State
 from shared.reconcile import Reconciler, ledger_state
 from shared.runtime import build_service
 from shared.settings import Settings
-from shared.timer import build_timer_service
+from shared.runtime import build_timer_service
 from shared.settings import TimerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +239,7 @@ def _naive(service, settings: Settings, *, upsert_all: bool) -> dict:
 
 
 def _snapshot(task):
-    from shared.gateway import snapshot
+    from shared.batch_types import task_snapshot as snapshot
     return snapshot(task)
 
 

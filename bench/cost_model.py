@@ -7,7 +7,7 @@ formulas after a 60 s lag). Real code in the loop:
 - the pool's autoscale formula is the app's own text (`shared.pool_spec.autoscale_formula`), compiled and
   evaluated by the Batch emulator's formula engine (devstack/batch_emulator/autoscale) on the visible
   samples - not a re-implementation (SimPool._formula_target is replaced);
-- the timer's decisions are the app's (`shared.timer.scale_pool` -> `shared.scaling.decide`), one tick a
+- the timer's decisions are the app's (`shared.pool_scaler.scale_pool` -> `shared.scaling.decide`), one tick a
   minute, acting through SimPool's service rules.
 Not simulated: node boot variance, allocation failures, Spot preemption, the ledger and storage.
 
@@ -27,7 +27,7 @@ from devstack.batch_emulator.autoscale import AutoScaleError, AutoScaleInputs, c
 from shared import pool_spec
 from shared.scaling import ScalingMemory, ScalingPolicy
 from shared.settings import NodePriority
-from shared.timer import scale_pool
+from shared.pool_scaler import scale_pool
 from tests.app.scaling_sim import SimConfig, SimControl, SimPool
 
 from .model import Chart, Finding, ItemResult

@@ -2,7 +2,7 @@
 
 Commands, each run in a fresh working directory holding the clip as `input.mp4`, with the pinned
 ffmpeg on PATH (as on the emulator's nodes):
-- ours: `shared.task_spec.command_line(MP3_QUALITY)`, imported, split like the Batch node agent does
+- ours: `shared.ffmpeg.command_line(MP3_QUALITY)`, imported, split like the Batch node agent does
   (not in a shell; the command itself starts `/bin/sh -c`);
 - tutorial: `/bin/bash -c "ffmpeg -i input.mp4 output.mp3"` — the tutorial's task command
   (Azure-Samples/batch-python-ffmpeg-tutorial, batch_python_tutorial_ffmpeg.py, add_tasks) with our fixed
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.ffmpeg import bin_dir
-from shared.task_spec import INPUT_FILE, OUTPUT_FILE, command_line
+from shared.ffmpeg import INPUT_FILE, OUTPUT_FILE, command_line
 
 from . import clips
 from .model import Chart, Finding, ItemResult
@@ -183,7 +183,7 @@ def _fill(result: ItemResult, per_clip: list[dict], quality: int, size: Size) ->
     result.notes = [
         f"{size.repetitions} repetitions per clip and command, interleaved; medians. Sequential (one process "
         "at a time), so wall ~ CPU of one core.",
-        f"ours = `shared.task_spec.command_line({quality})` (MP3_QUALITY from local.settings.sample.json): "
+        f"ours = `shared.ffmpeg.command_line({quality})` (MP3_QUALITY from local.settings.sample.json): "
         "libmp3lame VBR -q:a, first audio stream only, video/subtitle/data streams skipped. The tutorial's "
         "command lets ffmpeg pick streams and encode libmp3lame at its default 128 kb/s CBR, so its MP3s are "
         "smaller but lower quality; this compares per-file cost, not equal quality.",

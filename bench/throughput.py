@@ -6,7 +6,7 @@ emulator (resource file download, the task's ffmpeg command, output file upload)
 The app's timer runs (every TIMER_EVERY s) and owns the pool, warmed beforehand by two clips.
 Wall = first upload start -> last MP3 listed in the output container.
 
-Raw: the same task command (`shared.task_spec.command_line`) on the same files from local disk, with the
+Raw: the same task command (`shared.ffmpeg.command_line`) on the same files from local disk, with the
 same parallelism as the emulator's slots (its host-wide cap of concurrent task processes, = nproc).
 
 Rounds alternate raw, pipeline, raw, pipeline... and the medians are compared. When the target is

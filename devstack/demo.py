@@ -20,7 +20,6 @@ from rich.table import Table
 from devstack import media, stack
 from shared.clients import build_clients
 from shared.ledger import Col
-from shared.reconcile import RCol
 from shared.settings import Settings
 
 TERMINAL = {"succeeded", "failed", "skipped", "rejected"}
@@ -67,7 +66,7 @@ def _status_table(rows: dict[str, dict]) -> Table:
         row = rows.get(sample.blob_name, {})
         state = row.get(Col.STATE, "uploaded")
         detail = (row.get(Col.OUTPUT_NAME, "") if state == "succeeded"
-                  else row.get(RCol.FFMPEG_ERROR) or row.get(Col.FAILURE_MESSAGE) or row.get(Col.REASON) or "")
+                  else row.get(Col.FFMPEG_ERROR) or row.get(Col.FAILURE_MESSAGE) or row.get(Col.REASON) or "")
         table.add_row(sample.blob_name, f"[{STYLE.get(state, 'white')}]{state}[/]", str(detail)[:160])
     return table
 

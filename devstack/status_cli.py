@@ -37,11 +37,10 @@ from rich.table import Table
 from rich.text import Text
 
 from shared import naming
-from shared.access import utc_now
-from shared.gateway import AddOutcome, BatchUnavailable, error_code
+from shared.clock import utc_now
+from shared.batch_types import AddOutcome, BatchUnavailable, error_code
 from shared.ledger import STATUS_PARTITION, Col, LedgerRow, State
 from shared.log import scrub
-from shared.reconcile import RCol
 from shared.runtime import Service, build_service
 from shared.settings import Settings, SettingsError
 from shared.trigger import blob_version
@@ -196,8 +195,8 @@ class LedgerEntry:
             exit_code=int(exit_code) if exit_code is not None else None,
             failure_category=_text(entity.get(Col.FAILURE_CATEGORY)),
             failure_message=_text(entity.get(Col.FAILURE_MESSAGE)),
-            failure_code=_text(entity.get(RCol.FAILURE_CODE)),
-            ffmpeg_error=_text(entity.get(RCol.FFMPEG_ERROR)),
+            failure_code=_text(entity.get(Col.FAILURE_CODE)),
+            ffmpeg_error=_text(entity.get(Col.FFMPEG_ERROR)),
             retries=int(retries) if retries is not None else None,
             entity_etag=metadata.get("etag"),
         )

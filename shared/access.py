@@ -15,9 +15,8 @@ long enough for a wait for nodes plus every try, never standing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -30,11 +29,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+from .clock import Clock, utc_now
 
 
 @dataclass(frozen=True)
@@ -91,10 +86,6 @@ class SasAccess:
         self._lock = threading.Lock()
         # https only in Azure; Azurite speaks http.
         self._protocol = "https" if urlsplit(blob_service.url).scheme == "https" else None
-
-    @property
-    def uses_account_key(self) -> bool:
-        return self._account_key is not None
 
     def for_blob(self, container: str, blob_name: str) -> TaskStorageAccess:
         expiry = self._clock() + self._ttl

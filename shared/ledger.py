@@ -1,30 +1,39 @@
-"""The ledger: one Table Storage row per input blob version, readable in Storage Explorer.
+"""The ledger table, and the only code that touches it: schema, typed rows, reads, conditional writes.
 
-Keys
+One row per input blob version, readable in Storage Explorer.
 - PartitionKey = the Batch job id: every row of the standing job shares one partition, so the
-  reconciler (issue 5) can update up to 100 of them per entity-group transaction.
-- RowKey = the task id (`<readable name prefix>-<hash>`, see naming.py): a person finds a file
-  by typing the start of its name as a RowKey prefix; the full name is in `InputName`.
-- The service's status/summary and watermark rows live apart, in partition `STATUS_PARTITION`
-  ('~' is not a legal Batch id character, so it can never equal a job id, and it sorts last).
+  reconciler can update up to 100 of them per entity-group transaction.
+- RowKey = the task id (`<readable name prefix>-<hash>`, see naming.py): a person finds a file by
+  typing the start of its name as a RowKey prefix; the full name is in `InputName`.
+- The service's status row (`summary`) and the reconcile watermark (`watermark`) live apart, in
+  partition `STATUS_PARTITION` ('~' is not a legal Batch id character, so it can never equal a job
+  id, and it sorts last).
 
 Writes at submit are insert-only: a duplicate trigger, or a reconciler that already adopted the
 task, finds the row present and nothing is overwritten (a late `queued` must never replace
-`succeeded`). That is at most one table write per upload in steady state; the table itself is
-created lazily the first time an insert finds it missing.
+`succeeded`). Every later write is conditional on the ETag read (or an upsert-merge for adoption),
+so concurrent writers cannot regress a row. The table is created lazily, by whichever write first
+finds it missing; a read of a missing table reads as empty.
 """
 from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableClient
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 
 STATUS_PARTITION = "~status"
+SUMMARY_ROW = "summary"
+WATERMARK_ROW = "watermark"
+MAX_TRANSACTION = 100        # entity-group transaction limit (one partition)
+_READ_WORKERS = 8
 
 
 class State(str, enum.Enum):
@@ -36,9 +45,13 @@ class State(str, enum.Enum):
     REJECTED = "rejected"    # an .mp4 that cannot be processed: empty, unsafe name
 
 
-class Col:
-    """Column names, shared with the reconciler."""
+FINAL_STATES = frozenset({State.SUCCEEDED.value, State.FAILED.value})
 
+
+class Col:
+    """Every column of a file's row."""
+
+    # Written at submit (the trigger, the sweep, a resubmit):
     STATE = "State"
     INPUT_CONTAINER = "InputContainer"
     INPUT_NAME = "InputName"
@@ -50,21 +63,30 @@ class Col:
     JOB_ID = "JobId"
     SUBMITTED_AT = "SubmittedAt"
     REASON = "Reason"
-    # Written by the reconciler (issue 5):
+    UPDATED_AT = "UpdatedAt"
+    # Written by the reconciler from the task's state:
+    TASK_STATE_TIME = "TaskStateTime"  # the task transition this row reflects (monotonic guard)
     EXIT_CODE = "ExitCode"
     FAILURE_CATEGORY = "FailureCategory"
+    FAILURE_CODE = "FailureCode"
     FAILURE_MESSAGE = "FailureMessage"
+    FFMPEG_ERROR = "FfmpegError"
     RETRIES = "Retries"
+    REQUEUES = "Requeues"
     NODE_ID = "NodeId"
     STARTED_AT = "StartedAt"
     ENDED_AT = "EndedAt"
     DURATION_SECONDS = "DurationSeconds"
     OUTPUT_URL = "OutputUrl"
-    UPDATED_AT = "UpdatedAt"
+    ADOPTED_AT = "AdoptedAt"           # a task the ledger had no row for (adopted by the reconciler)
+    # The watermark row's one column:
+    WATERMARK = "Watermark"
 
 
 @dataclass(frozen=True)
 class LedgerRow:
+    """A file's row as submit writes it (the reconciler adds its columns later)."""
+
     job_id: str
     row_key: str
     state: State
@@ -103,7 +125,31 @@ class LedgerRow:
         return entity
 
 
+@dataclass(frozen=True)
+class StoredRow:
+    """A row as read: its columns (keys included) and the ETag a conditional write needs."""
+
+    entity: dict[str, Any]
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    """One write of a transaction: `update` merges if the row is unchanged since `etag` was read;
+    `upsert` merges whatever is there (adoption: the trigger's insert may land before or after)."""
+
+    kind: Literal["update", "upsert"]
+    entity: dict[str, Any]
+    etag: str | None = None
+
+
+class RowChanged(Exception):
+    """A conditional write found the row changed (or gone) since it was read."""
+
+
 class LedgerStore(Protocol):
+    """What the submit path needs."""
+
     def record(self, row: LedgerRow) -> bool:
         """Insert the row; False when a row for that blob version already exists."""
         ...
@@ -113,30 +159,25 @@ class LedgerStore(Protocol):
         ...
 
 
-class TableLedger:
-    def __init__(self, table: TableClient) -> None:
+def _stored(entity: Any) -> StoredRow:
+    return StoredRow(dict(entity), entity.metadata.get("etag"))
+
+
+class Ledger:
+    """The ledger table of one job, over the process's one `TableClient`."""
+
+    def __init__(self, table: TableClient, job_id: str) -> None:
         self._table = table
-        self._lock = threading.Lock()
+        self.job_id = job_id
+        self._create_lock = threading.Lock()
 
-    @property
-    def table(self) -> TableClient:
-        return self._table
-
+    # -- submit -------------------------------------------------------------------------------------
     def record(self, row: LedgerRow) -> bool:
-        entity = row.to_entity()
         try:
-            self._table.create_entity(entity)
+            self._insert(row.to_entity())
             return True
         except ResourceExistsError:
             return False
-        except ResourceNotFoundError:
-            # TableNotFound: first write into a fresh account; create it, then insert once more.
-            self._create_table()
-            try:
-                self._table.create_entity(entity)
-                return True
-            except ResourceExistsError:
-                return False
 
     def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
         # Every version of a name has a task id `<id_prefix>-<hash>`: one RowKey range scan inside the
@@ -145,14 +186,125 @@ class TableLedger:
         query = (f"PartitionKey eq @job and RowKey ge @low and RowKey lt @high and {Col.INPUT_NAME} eq @name "
                  f"and ({Col.STATE} eq '{State.QUEUED.value}' or {Col.STATE} eq '{State.RUNNING.value}')")
         parameters = {"job": job_id, "low": f"{id_prefix}-", "high": f"{id_prefix}.", "name": input_name}
+        rows = self.query(query, parameters, select=["RowKey", Col.TASK_ID])
+        return [row.entity.get(Col.TASK_ID) or row.entity["RowKey"] for row in rows]
+
+    # -- reads --------------------------------------------------------------------------------------
+    def get(self, row_key: str, *, partition: str | None = None, select: list[str] | None = None) -> StoredRow | None:
         try:
-            rows = self._table.query_entities(query, parameters=parameters, select=["RowKey", Col.TASK_ID])
-            return [row.get(Col.TASK_ID) or row["RowKey"] for row in rows]
-        except ResourceNotFoundError:  # no table yet: no earlier versions either
-            return []
+            return _stored(self._table.get_entity(partition or self.job_id, row_key, select=select))
+        except ResourceNotFoundError:  # no row, or no table yet
+            return None
+
+    def read_rows(self, row_keys: Sequence[str], *, scan: bool = False,
+                  select: list[str] | None = None) -> dict[str, StoredRow]:
+        """The existing rows among `row_keys`: parallel point reads, or one paged scan of the partition.
+
+        Point reads stay O(1) however large the partition grows (it keeps every file ever seen), so they
+        are the default; a caller that wants most of the partition anyway (a first run) asks for the scan.
+        An OR-of-RowKeys filter is not used: the service would scan the partition for each one."""
+        if not row_keys:
+            return {}
+        if scan:
+            wanted = set(row_keys)
+            return {row.entity["RowKey"]: row for row in self.query("PartitionKey eq @pk", {"pk": self.job_id},
+                                                                     select=select)
+                    if row.entity["RowKey"] in wanted}
+        with ThreadPoolExecutor(max_workers=min(_READ_WORKERS, len(row_keys))) as pool:
+            found = list(pool.map(lambda key: self.get(key, select=select), row_keys))
+        return {key: row for key, row in zip(row_keys, found) if row is not None}
+
+    def query(self, query: str, parameters: dict[str, Any], *, select: list[str] | None = None) -> Iterator[StoredRow]:
+        """Rows matching an OData filter with @parameters, paged 1000 at a time; none when no table."""
+        try:
+            for entity in self._table.query_entities(query, parameters=parameters, results_per_page=1000,
+                                                     select=select):
+                yield _stored(entity)
+        except ResourceNotFoundError:
+            return
+
+    def table_exists(self) -> bool:
+        try:
+            next(iter(self._table.query_entities("PartitionKey eq @pk", parameters={"pk": STATUS_PARTITION},
+                                                 results_per_page=1, select=["RowKey"]).by_page()), None)
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    # -- writes -------------------------------------------------------------------------------------
+    def commit(self, writes: Sequence[RowWrite]) -> str | None:
+        """Write up to 100 rows of this job's partition atomically; None on success, else why not
+        (412: a row changed since it was read; 404: a row was deleted): the caller re-reads and redoes."""
+        assert len(writes) <= MAX_TRANSACTION
+        operations = [(w.kind, w.entity, {"mode": UpdateMode.MERGE, "etag": w.etag,
+                                          "match_condition": MatchConditions.IfNotModified})
+                      if w.kind == "update" else (w.kind, w.entity, {"mode": UpdateMode.MERGE}) for w in writes]
+        for attempt in (1, 2):
+            try:
+                self._table.submit_transaction(operations)
+                return None
+            except TableTransactionError as exc:
+                if attempt == 1 and exc.status_code == 404 and "TableNotFound" in str(exc.error_code or ""):
+                    self._create_table()
+                    continue
+                return str(exc.error_code or exc.status_code)
+            except ResourceNotFoundError as exc:
+                if attempt == 1:
+                    self._create_table()
+                    continue
+                return str(getattr(exc, "error_code", None) or exc.status_code)
+        return "TableNotFound"
+
+    def replace(self, entity: dict[str, Any], etag: str | None) -> str:
+        """Replace a row if unchanged since `etag` was read; the new ETag. Raises RowChanged."""
+        try:
+            return self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                             match_condition=MatchConditions.IfNotModified)["etag"]
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise RowChanged(str(exc)) from exc
+
+    # -- the status partition: the status row and the reconcile watermark ---------------------------
+    def read_status(self) -> StoredRow | None:
+        return self.get(SUMMARY_ROW, partition=STATUS_PARTITION)
+
+    def write_status(self, columns: dict[str, Any], etag: str | None) -> bool:
+        """Insert (etag None) or replace-if-unchanged the status row; False when another tick wrote first."""
+        entity = {"PartitionKey": STATUS_PARTITION, "RowKey": SUMMARY_ROW, **columns}
+        return self._write_status_partition(entity, etag, UpdateMode.REPLACE)
+
+    def read_watermark(self) -> StoredRow | None:
+        return self.get(WATERMARK_ROW, partition=STATUS_PARTITION)
+
+    def write_watermark(self, value: datetime, etag: str | None, now: datetime) -> bool:
+        """Move the watermark, conditional on the row read; False when another tick moved it first."""
+        entity = {"PartitionKey": STATUS_PARTITION, "RowKey": WATERMARK_ROW, Col.WATERMARK: value,
+                  Col.UPDATED_AT: now}
+        return self._write_status_partition(entity, etag, UpdateMode.MERGE)
+
+    def status_partition(self) -> list[StoredRow]:
+        return list(self.query("PartitionKey eq @pk", {"pk": STATUS_PARTITION}))
+
+    def _write_status_partition(self, entity: dict[str, Any], etag: str | None, mode: UpdateMode) -> bool:
+        try:
+            if etag is None:
+                self._insert(entity)
+            else:
+                self._table.update_entity(entity, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified)
+            return True
+        except (ResourceExistsError, HttpResponseError):  # 409 / 412: another writer was first
+            return False
+
+    # -- the table itself ---------------------------------------------------------------------------
+    def _insert(self, entity: dict[str, Any]) -> None:
+        try:
+            self._table.create_entity(entity)
+        except ResourceNotFoundError:
+            # TableNotFound: first write into a fresh account; create it, then insert once more.
+            self._create_table()
+            self._table.create_entity(entity)
 
     def _create_table(self) -> None:
-        with self._lock:
+        with self._create_lock:
             try:
                 self._table.create_table()
             except ResourceExistsError:

@@ -1,29 +1,41 @@
-"""Composition root: settings, clients and services built once per worker process, lazily.
+"""The composition root: settings, SDK clients and both services, built once per worker process.
 
-The first invocation reads and validates settings (a `SettingsError` names the bad setting and
-fails that invocation, visibly, in the host's log) and builds the SDK clients; later invocations
-reuse them. Worker threads may run invocations concurrently, hence the lock.
+`get_service()` (the blob trigger) builds the settings, the clients, the Batch and ledger owners and
+the submitter; `get_timer_service()` adds the timer's parts on top of that same service, so a process
+running both functions holds one BatchClient, one TableClient and one BlobServiceClient. The first
+invocation reads and validates settings (a `SettingsError` names the bad setting and fails that
+invocation, visibly, in the host's log); later invocations reuse everything. Worker threads may run
+invocations concurrently, hence the lock.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from . import pool_spec
 from .access import Containers, NodeAccess, PoolIdentityAccess, SasAccess
+from .batch import AzureBatch
+from .cleanup import CompletedTaskCleanup
 from .clients import Clients, build_clients
-from .gateway import AzureBatchGateway
-from .ledger import TableLedger
+from .clock import utc_now
+from .failure_logs import BlobFailureLog
+from .ledger import Ledger
 from .log import event, get_logger
-from .settings import Settings
+from .reconcile import Reconciler
+from .scaling import ScalingPolicy
+from .settings import Settings, TimerSettings
+from .status import StatusStore
 from .submit import Submitter, limits_from
+from .sweep import Sweeper
+from .tick import TimerService
 
 _log = get_logger("runtime")
 
@@ -32,8 +44,8 @@ _log = get_logger("runtime")
 class Service:
     settings: Settings
     clients: Clients
-    gateway: AzureBatchGateway
-    ledger: TableLedger
+    batch: AzureBatch
+    ledger: Ledger
     access: NodeAccess
     submitter: Submitter
     _containers_ready: bool = False
@@ -65,23 +77,48 @@ def build_service(settings: Settings, client_options: Mapping[str, Any] | None =
         access = PoolIdentityAccess(clients.blob_service, containers, settings.pool_identity_resource_id)
     else:
         access = SasAccess(clients.blob_service, containers, timedelta(minutes=settings.node_sas_ttl_minutes))
-    gateway = AzureBatchGateway(
+    batch = AzureBatch(
         clients.batch, pool_id=settings.pool_id, job_id=settings.job_id,
         pool_factory=lambda: pool_spec.build_pool(settings),
         job_factory=lambda: pool_spec.build_job(settings),
         # The data plane cannot give a pool a managed identity: infrastructure creates that pool.
         pool_managed_externally=settings.pool_identity_resource_id is not None,
+        priority=settings.node_priority,
+        autoscale_formula=pool_spec.autoscale_formula(settings.task_slots_per_node, settings.max_nodes,
+                                                      settings.node_priority),
+        autoscale_interval=timedelta(minutes=settings.autoscale_interval_minutes),
     )
-    ledger = TableLedger(clients.ledger_table)
+    ledger = Ledger(clients.ledger_table, settings.job_id)
     submitter = Submitter(
-        gateway=gateway, ledger=ledger, access=access, job_id=settings.job_id,
+        batch=batch, ledger=ledger, access=access, job_id=settings.job_id,
         limits=limits_from(settings.mp3_quality, settings.task_max_retries, settings.task_max_wall_clock_minutes),
     )
-    return Service(settings, clients, gateway, ledger, access, submitter)
+    return Service(settings, clients, batch, ledger, access, submitter)
 
 
-_lock = threading.Lock()
+def build_timer_service(service: Service, settings: TimerSettings, *, clock: Callable[[], datetime] = utc_now,
+                        sleep: Callable[[float], None] = time.sleep) -> TimerService:
+    """The timer's parts, on the service's clients and Batch/ledger owners."""
+    app, clients = service.settings, service.clients
+    reconciler = Reconciler(
+        tasks=service.batch, ledger=service.ledger, overlap=settings.reconcile_overlap,
+        failure_log=BlobFailureLog(clients.blob_service, app.logs_container),
+        output_url=lambda name: clients.blob_service.get_blob_client(app.output_container, name).url,
+        clock=clock)
+    cleanup = CompletedTaskCleanup(tasks=service.batch, ledger=service.ledger, reconciler=reconciler, clock=clock)
+    sweeper = Sweeper(blob_service=clients.blob_service, input_container=app.input_container, ledger=service.ledger,
+                      submit=service.submitter.handle, clock=clock, min_age=settings.sweep_min_age)
+    policy = ScalingPolicy(max_nodes=app.max_nodes, idle_grace=settings.idle_grace,
+                           autoscale_handback=settings.autoscale_handback)
+    return TimerService(settings=settings, policy=policy, monitor=service.batch, reconciler=reconciler,
+                        cleanup=cleanup, status=StatusStore(service.ledger, heartbeat=settings.status_heartbeat),
+                        sweeper=sweeper, pool_id=app.pool_id, job_id=app.job_id,
+                        ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep)
+
+
+_lock = threading.RLock()
 _service: Service | None = None
+_timer_service: TimerService | None = None
 
 
 def get_service() -> Service:
@@ -93,8 +130,24 @@ def get_service() -> Service:
     return _service
 
 
+def get_timer_service() -> TimerService:
+    global _timer_service
+    if _timer_service is None:
+        with _lock:
+            if _timer_service is None:
+                _timer_service = build_timer_service(get_service(), TimerSettings.from_env(os.environ))
+    return _timer_service
+
+
 def set_service(service: Service | None) -> None:
     """Install a prebuilt service (tests, the dev host) or clear it so the next call rebuilds."""
     global _service
     with _lock:
         _service = service
+
+
+def set_timer_service(timer_service: TimerService | None) -> None:
+    """Install a prebuilt timer service (tests, the dev host) or clear it so the next tick rebuilds."""
+    global _timer_service
+    with _lock:
+        _timer_service = timer_service

@@ -1,6 +1,7 @@
 """The service's status row: one entity an operator reads in Storage Explorer (partition `~status`,
 row `summary`) - pool size and state, task counts, ledger totals, the last scaling decision, pool
 errors, when the timer last ran - plus the scaling controller's small memory (shared/scaling.py).
+`after_tick` assembles the new row from what a tick saw; the ledger module stores it.
 
 Written only when something in it changed, or when the last write is older than the heartbeat,
 so an idle service costs no table write per tick (`LastTickAt` is therefore "at most one heartbeat
@@ -13,20 +14,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
-
-from .ledger import STATUS_PARTITION
+from .batch_types import NodeView
+from .ledger import Ledger
 from .log import event, get_logger
+from .pool_scaler import describe
 from .scaling import ScalingMemory
+
+if TYPE_CHECKING:
+    from .tick import TickReport
 
 _log = get_logger("status")
 
-SUMMARY_ROW = "summary"
 _MAX_TEXT = 4000  # a table string property holds 64 KiB; keep the row glanceable
+_STARTING_STATES = frozenset({"creating", "starting", "waitingforstarttask", "rebooting", "reimaging"})
+_UNUSABLE_STATES = frozenset({"starttaskfailed", "unusable", "offline", "unknown"})
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,8 @@ class StatusRecord:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name not in ("LastTickAt", "LastChangeAt") and getattr(self, f.name) is not None}
 
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {"PartitionKey": STATUS_PARTITION, "RowKey": SUMMARY_ROW}
+    def columns(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str):
@@ -116,16 +119,15 @@ class Increments:
 
 
 class StatusStore:
-    def __init__(self, table: TableClient, *, heartbeat: timedelta) -> None:
-        self._table = table
+    def __init__(self, ledger: Ledger, *, heartbeat: timedelta) -> None:
+        self._ledger = ledger
         self._heartbeat = heartbeat
 
     def load(self) -> LoadedStatus:
-        try:
-            entity = self._table.get_entity(STATUS_PARTITION, SUMMARY_ROW)
-        except ResourceNotFoundError:
+        row = self._ledger.read_status()
+        if row is None:
             return LoadedStatus(StatusRecord(), None)
-        return LoadedStatus(StatusRecord.from_entity(dict(entity)), entity.metadata.get("etag"))
+        return LoadedStatus(StatusRecord.from_entity(row.entity), row.etag)
 
     def save(self, loaded: LoadedStatus, new: StatusRecord, increments: Increments, now: datetime) -> bool:
         """Write `new` (+ counter increments) if it differs from what was loaded or the heartbeat is due.
@@ -147,21 +149,10 @@ class StatusStore:
         return self._write(merged, fresh.etag)
 
     def _write(self, record: StatusRecord, etag: str | None) -> bool:
-        entity = record.to_entity()
-        try:
-            if etag is None:
-                try:
-                    self._table.create_entity(entity)
-                except ResourceNotFoundError:
-                    _create_table(self._table)
-                    self._table.create_entity(entity)
-            else:
-                self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
-                                          match_condition=MatchConditions.IfNotModified)
+        if self._ledger.write_status(record.columns(), etag):
             return True
-        except (ResourceExistsError, HttpResponseError) as exc:
-            event(_log, logging.INFO, "status.write_conflict", status=getattr(exc, "status_code", None))
-            return False
+        event(_log, logging.INFO, "status.write_conflict")
+        return False
 
 
 def _add(record: StatusRecord, inc: Increments) -> StatusRecord:
@@ -171,13 +162,48 @@ def _add(record: StatusRecord, inc: Increments) -> StatusRecord:
                    LedgerFailed=record.LedgerFailed + inc.failed)
 
 
-def _create_table(table: TableClient) -> None:
-    try:
-        table.create_table()
-    except ResourceExistsError:
-        pass
-
-
 def errors_text(errors: list[str]) -> str | None:
     return "; ".join(errors)[:_MAX_TEXT] if errors else None
 
+
+def after_tick(old: StatusRecord, report: TickReport, nodes: tuple[NodeView, ...], *, pool_id: str, job_id: str,
+               now: datetime) -> StatusRecord:
+    """The status row as a tick leaves it: what it read and did, on top of the row it loaded."""
+    r = replace(old, PoolId=pool_id, JobId=job_id, LastTickError=errors_text(report.errors))
+    if report.reconcile is not None:
+        r = replace(r, Watermark=report.reconcile.watermark_after)
+    if report.counts is not None:
+        r = replace(r, TasksActive=report.counts.active, TasksRunning=report.counts.running,
+                    TasksCompletedInJob=report.counts.completed)
+    scaling = report.scaling
+    if scaling is not None:
+        r = r.with_memory(scaling.memory)
+        view = scaling.pool
+        last = scaling.decisions[-1] if scaling.decisions else None
+        r = replace(r, NodesNeeded=last.need if last else None,
+                    LastDecision=">".join(d.reason.value for d in scaling.decisions) or None)
+        if scaling.executed or scaling.refused:
+            r = replace(r, LastActions=",".join(describe(a) for a in scaling.executed)
+                        + (f" refused: {'; '.join(scaling.refused)}" if scaling.refused else ""),
+                        LastActionAt=now)
+        if view is None:
+            r = replace(r, PoolExists=False, PoolAllocationState=None, PoolAutoscaleEnabled=None,
+                        AutoscaleResult=None, PoolCurrentNodes=None, PoolTargetNodes=None, PoolErrors=None)
+        else:
+            s = view.snapshot
+            errors = [f"{e.source} {e.code}: {e.message}" if e.message else f"{e.source} {e.code}"
+                      for e in view.errors]
+            r = replace(r, PoolExists=True, PoolAllocationState=s.allocation.value,
+                        AutoscaleResult=view.autoscale_results if s.autoscale_enabled else None,
+                        PoolAutoscaleEnabled=s.autoscale_enabled, PoolCurrentNodes=s.current_nodes,
+                        PoolTargetNodes=s.target_nodes, PoolErrors=errors_text(errors + scaling.refused),
+                        NodesIdle=sum(n.state == "idle" for n in nodes),
+                        NodesRunning=sum(n.state == "running" for n in nodes),
+                        NodesStarting=sum(n.state in _STARTING_STATES for n in nodes),
+                        NodesUnusable=sum(n.state in _UNUSABLE_STATES for n in nodes),
+                        NodesLeaving=sum(n.state == "leavingpool" for n in nodes))
+            if errors:
+                event(_log, logging.WARNING, "pool.errors", pool_id=pool_id, errors="; ".join(errors))
+    if report.sweep is not None and report.sweep.cutoff is not None:
+        r = replace(r, LastSweepAt=now, SweepWatermark=report.sweep.cutoff)
+    return r

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import naming
-from .access import Clock, NodeAccess, utc_now
-from .gateway import AddOutcome, BatchGateway, TaskRejected
+from .access import NodeAccess
+from .batch import SubmitBatch
+from .batch_types import AddOutcome, TaskRejected
+from .clock import Clock, utc_now
 from .ledger import LedgerRow, LedgerStore, State
 from .log import event, get_logger
 from .task_spec import TaskLimits, TaskRequest, build_task
@@ -53,9 +55,9 @@ def is_overwrite(created: datetime | None, modified: datetime | None) -> bool:
 
 
 class Submitter:
-    def __init__(self, *, gateway: BatchGateway, ledger: LedgerStore, access: NodeAccess, job_id: str,
+    def __init__(self, *, batch: SubmitBatch, ledger: LedgerStore, access: NodeAccess, job_id: str,
                  limits: TaskLimits, clock: Clock = utc_now) -> None:
-        self._gateway = gateway
+        self._batch = batch
         self._ledger = ledger
         self._access = access
         self._job_id = job_id
@@ -81,7 +83,7 @@ class Submitter:
                               input_etag=blob.etag, output_name=naming.output_name(blob.name))
         task = build_task(request, self._access.for_blob(blob.container, blob.name), self._limits)
         try:
-            added = self._gateway.add_task(task)
+            added = self._batch.add_task(task)
         except TaskRejected as exc:
             return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
         written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, request.output_name, task_id))
@@ -102,7 +104,7 @@ class Submitter:
         older = [t for t in self._ledger.in_flight_versions(self._job_id, naming.readable_prefix(blob.name),
                                                             naming.printable_name(blob.name)) if t != task_id]
         for old_id in older:
-            stopped = self._gateway.terminate_task(old_id)
+            stopped = self._batch.terminate_task(old_id)
             event(_log, logging.INFO, "upload.superseded", blob_name=naming.printable_name(blob.name),
                   task_id=old_id, superseded_by=task_id, terminated=stopped)
 

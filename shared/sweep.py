@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from azure.data.tables import TableClient
 from azure.storage.blob import BlobServiceClient
 
 from . import naming
+from .ledger import Ledger
 from .log import event, get_logger
-from .reconcile import read_rows
 from .submit import BlobVersion, Outcome, is_overwrite
 
 _log = get_logger("sweep")
@@ -40,13 +39,12 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, *, blob_service: BlobServiceClient, input_container: str, table: TableClient, job_id: str,
+    def __init__(self, *, blob_service: BlobServiceClient, input_container: str, ledger: Ledger,
                  submit: Callable[[BlobVersion], Outcome], clock: Callable[[], datetime],
                  min_age: timedelta) -> None:
         self._container = blob_service.get_container_client(input_container)
         self._input_container = input_container
-        self._table = table
-        self._job_id = job_id
+        self._ledger = ledger
         self._submit = submit
         self._clock = clock
         self._min_age = min_age
@@ -71,8 +69,8 @@ class Sweeper:
             candidates[naming.task_id(blob.name, blob.etag)] = version
         result.candidates = len(candidates)
         # The first sweep looks at every MP4: one paged scan of the ledger's keys beats a read per blob.
-        existing = read_rows(self._table, self._job_id, list(candidates),
-                             scan=since is None and len(candidates) > _SCAN_MIN_CANDIDATES, select=["RowKey"])
+        existing = self._ledger.read_rows(list(candidates), scan=since is None and len(candidates) > _SCAN_MIN_CANDIDATES,
+                                          select=["RowKey"])
         missing = [version for key, version in candidates.items() if key not in existing]
         result.missing = len(missing)
         for version in missing:

@@ -4,17 +4,8 @@
   the fixed local name `output.mp3` and uploaded by output file to the mapped blob path. The
   command line is a constant except for the integer quality, so no blob name ever reaches
   `/bin/sh` (the tutorial pasted names unquoted into `bash -c`).
-- ffmpeg: no stdin, audio only (`-vn -sn -dn`), the first audio stream (`-map 0:a:0` fails with
-  "matches no streams" when there is none), libmp3lame VBR quality. Its messages go to
-  `ffmpeg.log`, uploaded with the task's stderr to the logs container under `<task id>/` on
-  failure only.
-- What ffmpeg does by itself is kept where it is right for an MP3: more than two channels are
-  downmixed to stereo (libmp3lame takes mono or stereo; the downmix is normalised, no clipping),
-  mono stays mono, rates above 48 kHz are resampled to 48 kHz, low rates (8 kHz) are kept.
-- Two inputs ffmpeg converts "successfully" are failures here, so no partial or silent MP3 is
-  uploaded as a success: an audio track with no packets (`-abort_on empty_output_stream`), and a
-  truncated file, where ffmpeg stops at the cut and exits 0 after logging the MP4 demuxer's
-  "partial file" (Matroska: "File ended prematurely"); the command fails when the log says so.
+- The command is shared/ffmpeg.py's. Its log (`ffmpeg.log`) and the task's stderr are uploaded to
+  the logs container under `<task id>/` on failure only (`log_blob_names`).
 - Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime.
 - The output blob carries metadata naming its source (percent-encoded name, or `source_name_b64`
   when that would not fit the 8 KiB metadata limit; ETag; task id) and the content type
@@ -30,22 +21,18 @@ from urllib.parse import quote
 from azure.batch import models as batch_models
 
 from .access import TaskStorageAccess
+from .ffmpeg import INPUT_FILE, LOG_FILE, OUTPUT_FILE, command_line
 
-INPUT_FILE = "input.mp4"
-OUTPUT_FILE = "output.mp3"
-FFMPEG_LOG = "ffmpeg.log"
 # filePattern is relative to the task working directory (wd/); the agent writes stdout.txt and
 # stderr.txt one level up, which Microsoft's output-files article uploads as `../std*.txt`.
 TASK_STDERR = "../stderr.txt"
+STDERR_BLOB = "stderr.txt"
 # Metadata names must be C# identifiers (no hyphens); values are ASCII header text.
 META_SOURCE_NAME = "source_name"
 META_SOURCE_NAME_B64 = "source_name_b64"
 META_SOURCE_CONTAINER = "source_container"
 META_SOURCE_ETAG = "source_etag"
 META_TASK_ID = "batch_task_id"
-# ffmpeg's error lines for an input that ends before the data its index promises (MP4/MOV demuxer,
-# Matroska demuxer); ffmpeg logs them and exits 0 with the audio up to the cut.
-TRUNCATION_MARKERS = ("partial file", "File ended prematurely")
 # Blob metadata is capped at 8 KiB in total. Percent-encoding a legal name (<= 1,024 UTF-16 units) can
 # reach 9,216 characters (1,024 CJK x 9); such a name goes as base64 of its UTF-8 instead, which is at
 # most 4,096 characters (3,072 bytes), so every MP3 names its source.
@@ -68,21 +55,9 @@ class TaskLimits:
     max_wall_clock: timedelta
 
 
-def command_line(mp3_quality: int) -> str:
-    """The task's command: constant text; the shell only provides the log redirection and the
-    truncation check (grep of ffmpeg's own log; a match fails the task, exit status 1).
-
-    PATH first tries the node-shared bin directory where the pool's start task installs a pinned
-    static ffmpeg (when FFMPEG_BINARY_URL is set), then the system's (apt, or the emulator's)."""
-    if not isinstance(mp3_quality, int) or not 0 <= mp3_quality <= 9:
-        raise ValueError("mp3_quality must be an integer 0..9")
-    ffmpeg = (
-        f"ffmpeg -nostdin -hide_banner -loglevel error -abort_on empty_output_stream -y -i {INPUT_FILE} "
-        f"-map 0:a:0 -vn -sn -dn -c:a libmp3lame -q:a {mp3_quality} -f mp3 {OUTPUT_FILE}"
-    )
-    truncated = " ".join(f'-e "{marker}"' for marker in TRUNCATION_MARKERS)
-    return (f"/bin/sh -c 'PATH=\"$AZ_BATCH_NODE_SHARED_DIR/bin:$PATH\"; {ffmpeg} 2> {FFMPEG_LOG} "
-            f"&& ! grep -q {truncated} {FFMPEG_LOG}'")
+def log_blob_names(task_id: str) -> tuple[str, str]:
+    """Where a failed task's ffmpeg log and stderr land in the logs container, most telling first."""
+    return f"{task_id}/{LOG_FILE}", f"{task_id}/{STDERR_BLOB}"
 
 
 def source_metadata_headers(request: TaskRequest) -> list[batch_models.OutputFileUploadHeader]:
@@ -111,6 +86,7 @@ def build_task(request: TaskRequest, access: TaskStorageAccess, limits: TaskLimi
 
     on_success = batch_models.OutputFileUploadConfiguration(upload_condition="tasksuccess")
     on_failure = batch_models.OutputFileUploadConfiguration(upload_condition="taskfailure")
+    log_blob, stderr_blob = log_blob_names(request.task_id)
     return batch_models.BatchTaskCreateOptions(
         id=request.task_id,
         display_name=request.input_name[:1024],
@@ -124,12 +100,12 @@ def build_task(request: TaskRequest, access: TaskStorageAccess, limits: TaskLimi
                                          source_metadata_headers(request)),
                 upload_options=on_success),
             batch_models.OutputFile(
-                file_pattern=FFMPEG_LOG,
-                destination=to_container(access.logs_container_url, f"{request.task_id}/{FFMPEG_LOG}"),
+                file_pattern=LOG_FILE,
+                destination=to_container(access.logs_container_url, log_blob),
                 upload_options=on_failure),
             batch_models.OutputFile(
                 file_pattern=TASK_STDERR,
-                destination=to_container(access.logs_container_url, f"{request.task_id}/stderr.txt"),
+                destination=to_container(access.logs_container_url, stderr_blob),
                 upload_options=on_failure),
         ],
         constraints=batch_models.BatchTaskConstraints(

@@ -1,4 +1,4 @@
-"""Adapter from the blob trigger's SDK-type binding to the plain-value handler.
+"""Adapter from the blob trigger's SDK-type binding to the plain value the submit path takes.
 
 The binding hands us an `azure.storage.blob.BlobClient` (azurefunctions-extensions-bindings-blob):
 no bytes are downloaded into the worker, so a 20 GB upload costs the same as a 2 MB one. One
@@ -10,8 +10,7 @@ from __future__ import annotations
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
-from . import runtime
-from .submit import BlobVersion, Outcome, is_overwrite
+from .submit import BlobVersion, is_overwrite
 
 
 def blob_version(client: BlobClient) -> BlobVersion:
@@ -23,10 +22,3 @@ def blob_version(client: BlobClient) -> BlobVersion:
     return BlobVersion(container=client.container_name, name=props.name or client.blob_name, etag=props.etag,
                        size=props.size, content_type=content_type,
                        overwrite=is_overwrite(props.creation_time, props.last_modified))
-
-
-def on_blob(client: BlobClient) -> Outcome:
-    service = runtime.get_service()
-    version = blob_version(client)
-    service.ensure_output_containers()
-    return service.submitter.handle(version)

@@ -1,17 +1,14 @@
-"""Test doubles at the app's seams: the Batch gateway, the ledger store, node access."""
+"""Test doubles at the app's seams: the submit side of Batch, the ledger store, node access."""
 from __future__ import annotations
-
-from collections.abc import Iterator
-from datetime import datetime
 
 from azure.batch import models as batch_models
 
 from shared.access import TaskStorageAccess
-from shared.gateway import AddOutcome, TaskCounts, TaskSnapshot
+from shared.batch_types import AddOutcome
 from shared.ledger import LedgerRow, State
 
 
-class FakeGateway:
+class FakeBatch:
     """Behaves like the service for ids: case-insensitive uniqueness, TaskExists on repeats."""
 
     def __init__(self, fail_with: Exception | None = None) -> None:
@@ -29,25 +26,13 @@ class FakeGateway:
         self.tasks[key] = task
         return AddOutcome.CREATED
 
-    def ensure_pool(self) -> None:
-        self.calls.append("ensure_pool")
-
-    def ensure_job(self) -> None:
-        self.calls.append("ensure_job")
-
-    def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]:
-        return iter(())
-
-    def task_counts(self) -> TaskCounts:
-        return TaskCounts(active=len(self.tasks), running=0, completed=0, succeeded=0, failed=0)
-
     def terminate_task(self, task_id: str) -> bool:
         self.calls.append(f"terminate_task:{task_id}")
         return self.tasks.pop(task_id.lower(), None) is not None
 
 
 class FakeLedger:
-    """Insert-only, like TableLedger: a second insert of the same keys is refused."""
+    """Insert-only, like shared.ledger.Ledger: a second insert of the same keys is refused."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], LedgerRow] = {}

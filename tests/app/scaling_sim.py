@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from shared.batch_monitor import PoolActionRefused, PoolView
+from shared.batch_types import PoolActionRefused, PoolView
 from shared.scaling import (
     Action,
     Allocation,

@@ -19,21 +19,22 @@ import pytest
 from devstack.ffmpeg import bin_dir, ffmpeg_exe
 from shared import naming
 from shared.ledger import State
-from shared.reconcile import ffmpeg_reason
+from shared.ffmpeg import reason as ffmpeg_reason
 from shared.submit import BlobVersion, Submitter
-from shared.task_spec import (FFMPEG_LOG, INPUT_FILE, OUTPUT_FILE, TaskLimits, TaskRequest, command_line,
+from shared.ffmpeg import INPUT_FILE, LOG_FILE, OUTPUT_FILE, command_line
+from shared.task_spec import (TaskLimits, TaskRequest,
                                source_metadata_headers)
 
-from .fakes import FakeAccess, FakeGateway, FakeLedger
+from .fakes import FakeAccess, FakeBatch, FakeLedger
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 ETAG = '"0x8DC0FFEE"'
 
 
 @pytest.fixture
-def submitter() -> tuple[Submitter, FakeGateway, FakeLedger]:
-    gateway, ledger = FakeGateway(), FakeLedger()
-    handler = Submitter(gateway=gateway, ledger=ledger, access=FakeAccess(), job_id="jobs",
+def submitter() -> tuple[Submitter, FakeBatch, FakeLedger]:
+    gateway, ledger = FakeBatch(), FakeLedger()
+    handler = Submitter(batch=gateway, ledger=ledger, access=FakeAccess(), job_id="jobs",
                         limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW)
     return handler, gateway, ledger
 
@@ -182,7 +183,7 @@ def run_task_command(source: Path, work: Path) -> tuple[int, str, bool]:
     bin_dir(shared)
     env = {"PATH": "/usr/bin:/bin", "AZ_BATCH_NODE_SHARED_DIR": str(shared)}
     done = subprocess.run(shlex.split(command_line(2)), cwd=work, env=env, capture_output=True, timeout=60)
-    return done.returncode, (work / FFMPEG_LOG).read_text(errors="replace"), (work / OUTPUT_FILE).exists()
+    return done.returncode, (work / LOG_FILE).read_text(errors="replace"), (work / OUTPUT_FILE).exists()
 
 
 def test_a_good_clip_converts_and_exits_zero(clips, tmp_path):

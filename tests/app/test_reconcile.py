@@ -11,9 +11,13 @@ import pytest
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 
-from shared.gateway import TaskFailure, TaskSnapshot
-from shared.ledger import STATUS_PARTITION, Col, LedgerRow, State, TableLedger
-from shared.reconcile import WATERMARK_ROW, BlobFailureLog, RCol, Reconciler, ffmpeg_reason, ledger_state
+from shared.batch_types import TaskFailure, TaskSnapshot
+from shared.cleanup import CompletedTaskCleanup
+from shared.failure_logs import BlobFailureLog
+from shared.ffmpeg import reason as ffmpeg_reason
+from shared.ledger import STATUS_PARTITION, WATERMARK_ROW, Col, Ledger, LedgerRow, State
+from shared.reconcile import Reconciler
+from shared.task_columns import ledger_state
 from tests.app.stack import CountingTransport, unique
 
 JOB = "ffmpeg-jobs"
@@ -105,16 +109,20 @@ def env(storage_connection_string):
     clock = Clock()
 
     def make(overlap=timedelta(seconds=60)) -> Reconciler:
-        return Reconciler(tasks=tasks, table=table, job_id=JOB, overlap=overlap,
+        return Reconciler(tasks=tasks, ledger=Ledger(table, JOB), overlap=overlap,
                           failure_log=BlobFailureLog(blobs, logs),
                           output_url=lambda n: OUTPUT_BASE + n + "?sv=2024&sig=SECRET", clock=clock)
 
-    yield dict(table=table, transport=transport, tasks=tasks, clock=clock, make=make, blobs=blobs, logs=logs)
+    def cleanup(rec: Reconciler) -> CompletedTaskCleanup:
+        return CompletedTaskCleanup(tasks=tasks, ledger=Ledger(table, JOB), reconciler=rec, clock=clock)
+
+    yield dict(table=table, transport=transport, tasks=tasks, clock=clock, make=make, blobs=blobs, logs=logs,
+               cleanup=cleanup)
     TableServiceClient.from_connection_string(storage_connection_string).delete_table(name)
 
 
 def submit_row(table: TableClient, task_id: str, name: str) -> None:
-    TableLedger(table).record(LedgerRow(job_id=JOB, row_key=task_id, state=State.QUEUED, input_container="input",
+    Ledger(table, JOB).record(LedgerRow(job_id=JOB, row_key=task_id, state=State.QUEUED, input_container="input",
                                         input_name=name, input_etag="0x1", input_size=10, input_content_type=None,
                                         output_name=name[:-4] + ".mp3", task_id=task_id, recorded_at=T0))
 
@@ -186,10 +194,10 @@ def test_failure_carries_category_code_message_and_the_ffmpeg_error_line(env):
     result = rec.run()
     row = table.get_entity(JOB, "bad-1")
     assert row[Col.STATE] == "failed" and row[Col.EXIT_CODE] == 1 and row[Col.RETRIES] == 1
-    assert row[Col.FAILURE_CATEGORY] == "usererror" and row[RCol.FAILURE_CODE] == "FailureExitCode"
+    assert row[Col.FAILURE_CATEGORY] == "usererror" and row[Col.FAILURE_CODE] == "FailureExitCode"
     assert "exit code representing a failure" in row[Col.FAILURE_MESSAGE]
-    assert row[RCol.FFMPEG_ERROR] == "the input has no audio stream (ffmpeg: Stream map '' matches no streams.)"
-    assert row[Col.REASON] == row[RCol.FFMPEG_ERROR]
+    assert row[Col.FFMPEG_ERROR] == "the input has no audio stream (ffmpeg: Stream map '' matches no streams.)"
+    assert row[Col.REASON] == row[Col.FFMPEG_ERROR]
     assert Col.OUTPUT_URL not in row
     assert result.newly_failed == 1
 
@@ -201,8 +209,8 @@ def test_failure_without_a_log_keeps_the_service_reason(env):
                    failure=TaskFailure("usererror", "BlobNotFound", "The specified blob does not exist.")))
     rec.run()
     row = table.get_entity(JOB, "gone-1")
-    assert row[Col.STATE] == "failed" and row[RCol.FAILURE_CODE] == "BlobNotFound"
-    assert row[Col.REASON] == "The specified blob does not exist." and RCol.FFMPEG_ERROR not in row
+    assert row[Col.STATE] == "failed" and row[Col.FAILURE_CODE] == "BlobNotFound"
+    assert row[Col.REASON] == "The specified blob does not exist." and Col.FFMPEG_ERROR not in row
 
 
 def test_a_terminated_task_says_it_was_superseded(env):
@@ -212,7 +220,7 @@ def test_a_terminated_task_says_it_was_superseded(env):
                    failure=TaskFailure("usererror", "TaskEnded", "Task Was Ended by User Request")))
     rec.run()
     row = table.get_entity(JOB, "old-1")
-    assert row[Col.STATE] == "failed" and row[RCol.FAILURE_CODE] == "TaskEnded"
+    assert row[Col.STATE] == "failed" and row[Col.FAILURE_CODE] == "TaskEnded"
     assert "superseded by a newer upload of the same name" in row[Col.REASON]
     assert row[Col.FAILURE_MESSAGE] == "Task Was Ended by User Request"
 
@@ -225,7 +233,7 @@ def test_watermark_advances_and_a_tick_without_changes_writes_nothing(env):
         tasks.put(succeeded(f"t{i}", T0 + timedelta(seconds=10 * i), start=T0))
     first = rec.run()
     assert first.watermark_after == T0 + timedelta(seconds=40)
-    assert table.get_entity(STATUS_PARTITION, WATERMARK_ROW)[RCol.WATERMARK] == T0 + timedelta(seconds=40)
+    assert table.get_entity(STATUS_PARTITION, WATERMARK_ROW)[Col.WATERMARK] == T0 + timedelta(seconds=40)
     assert first.transactions == 1 and first.updated == 5
 
     mark = transport.mark()
@@ -253,7 +261,7 @@ def test_unknown_task_is_adopted_with_its_origin(env):
     assert row[Col.STATE] == "succeeded" and row[Col.INPUT_NAME] == "old/deploy é.mp4"
     assert row[Col.INPUT_ETAG] == "0xABC" and row[Col.TASK_ID] == "orphan-x"
     assert row[Col.OUTPUT_URL] == OUTPUT_BASE + "old/deploy é.mp3"
-    assert row[RCol.ADOPTED_AT] == T0
+    assert row[Col.ADOPTED_AT] == T0
     # the trigger's late insert-only write cannot overwrite the adopted row
     submit_row(table, "orphan-x", "old/deploy é.mp4")
     assert table.get_entity(JOB, "orphan-x")[Col.STATE] == "succeeded"
@@ -320,7 +328,7 @@ def test_etag_conflict_is_reread_and_redone_once(env):
     tasks.put(running("c1", T0))
     tasks.put(running("c2", T0))
     wrapped = ConflictingTable(table, "c2")
-    rec = Reconciler(tasks=tasks, table=wrapped, job_id=JOB, overlap=timedelta(seconds=60), failure_log=None,
+    rec = Reconciler(tasks=tasks, ledger=Ledger(wrapped, JOB), overlap=timedelta(seconds=60), failure_log=None,
                      output_url=None, clock=env["clock"])
     result = rec.run()
     assert wrapped.conflicts == 1 and result.complete and result.updated == 2
@@ -340,7 +348,7 @@ def test_failed_writes_hold_the_watermark_back(env):
                                                           {"mode": UpdateMode.MERGE})])
             return raise_from
 
-    rec = Reconciler(tasks=tasks, table=Broken(table, "w1"), job_id=JOB, overlap=timedelta(seconds=60),
+    rec = Reconciler(tasks=tasks, ledger=Ledger(Broken(table, "w1"), JOB), overlap=timedelta(seconds=60),
                      failure_log=None, output_url=None, clock=env["clock"])
     result = rec.run()
     assert not result.complete and result.write_failures == 1
@@ -363,11 +371,11 @@ def test_cleanup_deletes_only_tasks_whose_row_is_final_and_repairs_the_rest(env)
     tasks.put(running("later", T0 + timedelta(hours=2)), Origin("later", "later.mp4", "input", "0x2", "later.mp3", T0))
     rec.run()  # the watermark moves past the completions
 
-    first = rec.clean_completed(retention=timedelta(hours=1))
+    first = env["cleanup"](rec).run(retention=timedelta(hours=1))
     assert sorted(tasks.deleted) == ["d0", "d1"]
     assert first.repaired == 1 and first.kept == 1
     assert table.get_entity(JOB, "d2")[Col.STATE] == "succeeded"
-    second = rec.clean_completed(retention=timedelta(hours=1))
+    second = env["cleanup"](rec).run(retention=timedelta(hours=1))
     assert sorted(tasks.deleted) == ["d0", "d1", "d2"] and second.deleted == 1
     assert "still-running" in tasks.tasks
     for key in ("d0", "d1", "d2"):
@@ -383,9 +391,9 @@ def test_cleanup_respects_retention(env):
     clock.now = T0 + timedelta(minutes=30)
     tasks.put(running("x", T0 + timedelta(minutes=30)), Origin("x", "x.mp4", "input", "0x", "x.mp3", T0))
     rec.run()
-    assert rec.clean_completed(retention=timedelta(hours=1)).deleted == 0
+    assert env["cleanup"](rec).run(retention=timedelta(hours=1)).deleted == 0
     clock.now = T0 + timedelta(minutes=61)
-    assert rec.clean_completed(retention=timedelta(hours=1)).deleted == 1
+    assert env["cleanup"](rec).run(retention=timedelta(hours=1)).deleted == 1
 
 
 @pytest.mark.parametrize("state,result,exit_code,expected", [
@@ -432,7 +440,7 @@ def test_a_task_listed_twice_while_paging_is_written_once_with_its_latest_state(
         def list_task_changes(self, since):
             return [early, late]
 
-    rec = Reconciler(tasks=Twice(), table=table, job_id=JOB, overlap=timedelta(seconds=60), failure_log=None,
+    rec = Reconciler(tasks=Twice(), ledger=Ledger(table, JOB), overlap=timedelta(seconds=60), failure_log=None,
                      output_url=None, clock=env["clock"])
     result = rec.run()
     assert result.complete and result.updated == 1 and result.transactions == 1

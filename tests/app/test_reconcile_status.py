@@ -9,7 +9,8 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.ledger import STATUS_PARTITION
 from shared.scaling import ScalingMemory
-from shared.status import SUMMARY_ROW, Increments, StatusRecord, StatusStore
+from shared.ledger import SUMMARY_ROW, Ledger
+from shared.status import Increments, StatusRecord, StatusStore
 from tests.app.stack import CountingTransport, unique
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
@@ -26,7 +27,7 @@ def table(storage_connection_string):
 
 
 def test_first_save_creates_the_table_and_row(table):
-    store = StatusStore(table, heartbeat=timedelta(minutes=5))
+    store = StatusStore(Ledger(table, "jobs"), heartbeat=timedelta(minutes=5))
     loaded = store.load()
     assert loaded.etag is None and loaded.record == StatusRecord()
     assert store.save(loaded, replace(loaded.record, PoolId="p", TasksActive=3), Increments(succeeded=2), T0)
@@ -36,7 +37,7 @@ def test_first_save_creates_the_table_and_row(table):
 
 
 def test_unchanged_content_writes_only_on_heartbeat(table):
-    store = StatusStore(table, heartbeat=timedelta(minutes=5))
+    store = StatusStore(Ledger(table, "jobs"), heartbeat=timedelta(minutes=5))
     store.save(store.load(), StatusRecord(PoolId="p", TasksActive=0), Increments(), T0)
     counter = table.transport_counter
     loaded = store.load()
@@ -49,7 +50,7 @@ def test_unchanged_content_writes_only_on_heartbeat(table):
 
 
 def test_cleared_fields_disappear_and_memory_round_trips(table):
-    store = StatusStore(table, heartbeat=timedelta(minutes=5))
+    store = StatusStore(Ledger(table, "jobs"), heartbeat=timedelta(minutes=5))
     memory = ScalingMemory(idle_since=T0, last_pool_change=T0 + timedelta(seconds=1), replacements_in_window=2,
                            replacement_window_start=T0)
     store.save(store.load(), StatusRecord(PoolErrors="resize AllocationFailed: quota").with_memory(memory),
@@ -62,7 +63,7 @@ def test_cleared_fields_disappear_and_memory_round_trips(table):
 
 
 def test_conflicting_writer_keeps_both_counters(table):
-    store = StatusStore(table, heartbeat=timedelta(minutes=5))
+    store = StatusStore(Ledger(table, "jobs"), heartbeat=timedelta(minutes=5))
     store.save(store.load(), StatusRecord(LedgerSucceeded=10), Increments(), T0)
     mine = store.load()
     theirs = store.load()
@@ -73,7 +74,7 @@ def test_conflicting_writer_keeps_both_counters(table):
 
 
 def test_unknown_columns_added_by_an_operator_do_not_break_loading(table):
-    store = StatusStore(table, heartbeat=timedelta(minutes=5))
+    store = StatusStore(Ledger(table, "jobs"), heartbeat=timedelta(minutes=5))
     store.save(store.load(), StatusRecord(PoolId="p"), Increments(), T0)
     table.update_entity({"PartitionKey": STATUS_PARTITION, "RowKey": SUMMARY_ROW, "Note": "hi"}, mode=UpdateMode.MERGE)
     assert store.load().record.PoolId == "p"

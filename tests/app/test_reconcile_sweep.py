@@ -9,7 +9,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 from shared import naming
-from shared.ledger import LedgerRow, State, TableLedger
+from shared.ledger import LedgerRow, State, Ledger
 from shared.submit import BlobVersion, Outcome
 from shared.sweep import Sweeper
 from tests.app.stack import unique
@@ -39,7 +39,7 @@ def env(storage_connection_string):
         return Outcome(State.QUEUED, naming.task_id(version.name, version.etag or ""))
 
     clock = Clock(datetime.now(timezone.utc) + timedelta(minutes=10))
-    sweeper = Sweeper(blob_service=blobs, input_container=container, table=table, job_id=JOB, submit=submit,
+    sweeper = Sweeper(blob_service=blobs, input_container=container, ledger=Ledger(table, JOB), submit=submit,
                       clock=clock, min_age=timedelta(minutes=5))
     yield dict(blobs=blobs, container=container, table=table, submitted=submitted, sweeper=sweeper, clock=clock)
     blobs.delete_container(container)
@@ -54,7 +54,7 @@ def test_only_mp4s_without_a_row_are_submitted(env):
     etag_known = _upload(env, "known.mp4")
     _upload(env, "missed folder/Missed é.MP4")
     _upload(env, "notes.txt")
-    TableLedger(env["table"]).record(LedgerRow(
+    Ledger(env["table"], JOB).record(LedgerRow(
         job_id=JOB, row_key=naming.task_id("known.mp4", etag_known), state=State.SUCCEEDED, input_container="in",
         input_name="known.mp4", input_etag=etag_known, input_size=9, input_content_type=None, output_name=None,
         task_id=None, recorded_at=env["clock"].now))
@@ -83,7 +83,7 @@ def test_blobs_older_than_the_previous_sweep_are_not_looked_up_again(env):
 
 def test_reupload_of_the_same_name_is_new_work(env):
     first = _upload(env, "clip.mp4", b"v1")
-    TableLedger(env["table"]).record(LedgerRow(
+    Ledger(env["table"], JOB).record(LedgerRow(
         job_id=JOB, row_key=naming.task_id("clip.mp4", first), state=State.SUCCEEDED, input_container="in",
         input_name="clip.mp4", input_etag=first, input_size=2, input_content_type=None, output_name=None,
         task_id=None, recorded_at=env["clock"].now))
@@ -99,7 +99,7 @@ def test_a_failing_submit_does_not_advance_the_cutoff(env):
     def broken(version):
         raise RuntimeError("Batch unavailable")
 
-    sweeper = Sweeper(blob_service=env["blobs"], input_container=env["container"], table=env["table"], job_id=JOB,
+    sweeper = Sweeper(blob_service=env["blobs"], input_container=env["container"], ledger=Ledger(env["table"], JOB),
                       submit=broken, clock=env["clock"], min_age=timedelta(0))
     with pytest.raises(RuntimeError):
         sweeper.run(None)

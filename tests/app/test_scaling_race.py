@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from shared.scaling import Allocation, ScalingMemory, ScalingPolicy
-from shared.timer import scale_pool
+from shared.pool_scaler import scale_pool
 from tests.app.scaling_sim import T0, SimConfig, SimControl, SimNode, SimPool
 
 TICK = 60.0

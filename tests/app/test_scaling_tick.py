@@ -1,4 +1,4 @@
-"""The tick's orchestration (shared/timer.py) with its parts faked: phase isolation, work lower bounds,
+"""The tick's orchestration (shared/tick.py) with its parts faked: phase isolation, work lower bounds,
 maintenance cadence, the in-process overlap guard, TickFailed."""
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.batch_monitor import PoolView
-from shared.gateway import TaskCounts
-from shared.reconcile import HygieneResult, ReconcileResult
+from shared.batch_types import PoolView
+from shared.batch_types import TaskCounts
+from shared.cleanup import HygieneResult
+from shared.reconcile import ReconcileResult
 from shared.scaling import Allocation, PoolSnapshot, ScalingPolicy
 from shared.status import LoadedStatus, StatusRecord
 from shared.sweep import SweepResult
-from shared.timer import TickFailed, TimerService, on_timer, set_timer_service
+from shared.handlers import on_timer
+from shared.runtime import set_timer_service
+from shared.tick import TickFailed, TimerService
 from shared.settings import TimerSettings
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -63,14 +66,18 @@ class FakeMonitor:
 @dataclass
 class FakeReconciler:
     result: ReconcileResult | Exception = field(default_factory=ReconcileResult)
-    cleaned: int = 0
 
     def run(self):
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
 
-    def clean_completed(self, *, retention):
+
+@dataclass
+class FakeCleanup:
+    cleaned: int = 0
+
+    def run(self, *, retention):
         self.cleaned += 1
         return HygieneResult()
 
@@ -98,11 +105,11 @@ class FakeSweeper:
         return SweepResult(cutoff=T0 - timedelta(minutes=5))
 
 
-def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0) -> TimerService:
+def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0, cleanup=None) -> TimerService:
     return TimerService(settings=SETTINGS, policy=ScalingPolicy(max_nodes=4, idle_grace=SETTINGS.idle_grace,
                                                                 autoscale_handback=SETTINGS.autoscale_handback),
                         monitor=monitor or FakeMonitor(), reconciler=reconciler or FakeReconciler(),
-                        status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
+                        cleanup=cleanup or FakeCleanup(), status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
                         job_id="job", ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
 
 
@@ -130,13 +137,13 @@ def test_the_reconcile_listing_lifts_stale_counts():
 
 
 def test_maintenance_runs_on_its_cadence_and_records_the_sweep():
-    status, sweeper, reconciler = FakeStatus(), FakeSweeper(), FakeReconciler()
-    service(reconciler=reconciler, status=status, sweeper=sweeper).tick()
-    assert len(sweeper.runs) == 1 and reconciler.cleaned == 1
+    status, sweeper, cleanup = FakeStatus(), FakeSweeper(), FakeCleanup()
+    service(cleanup=cleanup, status=status, sweeper=sweeper).tick()
+    assert len(sweeper.runs) == 1 and cleanup.cleaned == 1
     assert status.record.LastSweepAt == T0 and status.record.SweepWatermark == T0 - timedelta(minutes=5)
-    service(reconciler=reconciler, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=9)).tick()
+    service(cleanup=cleanup, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=9)).tick()
     assert len(sweeper.runs) == 1
-    service(reconciler=reconciler, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=10)).tick()
+    service(cleanup=cleanup, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=10)).tick()
     assert sweeper.runs == [None, T0 - timedelta(minutes=5)]
 
 

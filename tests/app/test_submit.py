@@ -1,4 +1,4 @@
-"""The handler at the gateway seam: what is submitted, skipped or rejected, and what is recorded."""
+"""The handler at the Batch seam: what is submitted, skipped or rejected, and what is recorded."""
 from __future__ import annotations
 
 import logging
@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared import naming
-from shared.gateway import AddOutcome, BatchUnavailable
+from shared.batch_types import AddOutcome, BatchUnavailable
 from shared.ledger import State
 from shared.submit import BlobVersion, Submitter, is_overwrite
 from shared.task_spec import TaskLimits
 
-from .fakes import FakeAccess, FakeGateway, FakeLedger
+from .fakes import FakeAccess, FakeBatch, FakeLedger
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 ETAG = '"0x8DC0FFEE"'
@@ -20,8 +20,8 @@ ETAG = '"0x8DC0FFEE"'
 
 @pytest.fixture
 def parts():
-    gateway, ledger, access = FakeGateway(), FakeLedger(), FakeAccess()
-    submitter = Submitter(gateway=gateway, ledger=ledger, access=access, job_id="jobs",
+    gateway, ledger, access = FakeBatch(), FakeLedger(), FakeAccess()
+    submitter = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs",
                           limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW)
     return submitter, gateway, ledger, access
 
@@ -157,7 +157,7 @@ def test_batch_outage_raises_and_writes_no_row(parts):
 
 
 def test_task_batch_refuses_as_invalid_is_rejected_not_retried(parts):
-    from shared.gateway import TaskRejected
+    from shared.batch_types import TaskRejected
     submitter, gateway, ledger, _ = parts
     gateway.fail_with = TaskRejected("InvalidPropertyValue", "The value provided for one of the properties is invalid.")
     outcome = submitter.handle(blob("odd.mp4"))

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from shared.access import TaskStorageAccess
-from shared.task_spec import TaskLimits, TaskRequest, build_task, command_line
+from shared.ffmpeg import command_line
+from shared.task_spec import TaskLimits, TaskRequest, build_task
 
 HOSTILE = ["$(touch pwned).mp4", "a b/ü;rm -rf.mp4", "'\"`.mp4", "x" * 1020 + ".mp4", "a/b/clip.MP4"]
 SAS = TaskStorageAccess("http://st/input/x?sv=1&sig=in", "http://st/output?sig=out", "http://st/logs?sig=logs", None)

@@ -1,6 +1,6 @@
 """`./dev status` (devstack.status_cli) on real Azurite and the Batch emulator.
 
-Ledger rows are written by the app's own submit path (shared.submit.Submitter + TableLedger);
+Ledger rows are written by the app's own submit path (shared.submit.Submitter + Ledger);
 the reconciler's columns (state, failure, timing) are written the way the timer writes them.
 Every test gets its own ledger table, job, pool and containers, so tests share one Azurite.
 """
@@ -19,9 +19,9 @@ from azure.storage.blob import BlobServiceClient
 
 from devstack import status_cli
 from shared.access import Containers, SasAccess
-from shared.ledger import Col, TableLedger
+from shared.ledger import Col, Ledger
 from shared.submit import BlobVersion, Submitter, limits_from
-from tests.app.fakes import FakeGateway
+from tests.app.fakes import FakeBatch
 from tests.app.stack import SAMPLE, unique
 
 pytestmark = pytest.mark.integration
@@ -81,11 +81,11 @@ def make_stack(tmp_path: Path, connection_string: str, **overrides: str) -> Stac
     return Stack(write_settings(tmp_path / "local.settings.json", values), values, blobs, table)
 
 
-def fake_batch_submitter(stack: Stack) -> tuple[Submitter, FakeGateway]:
+def fake_batch_submitter(stack: Stack) -> tuple[Submitter, FakeBatch]:
     """The app's submit path with Batch faked at the gateway seam (tests that never reach Batch)."""
-    gateway = FakeGateway()
+    gateway = FakeBatch()
     access = SasAccess(stack.blobs, Containers(stack.values["OUTPUT_CONTAINER"], stack.logs), timedelta(hours=4))
-    submitter = Submitter(gateway=gateway, ledger=TableLedger(stack.table), access=access, job_id=stack.job_id,
+    submitter = Submitter(batch=gateway, ledger=Ledger(stack.table, stack.job_id), access=access, job_id=stack.job_id,
                           limits=limits_from(2, 1, 60))
     return submitter, gateway
 
@@ -278,7 +278,7 @@ def app_service(stack: Stack):
     """The function app's own composition (submit path and timer) for this stack's settings."""
     from shared.runtime import build_service
     from shared.settings import Settings
-    from shared.timer import build_timer_service
+    from shared.runtime import build_timer_service
     from shared.settings import TimerSettings
 
     service = build_service(Settings.from_env(stack.values))

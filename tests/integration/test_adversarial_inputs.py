@@ -41,7 +41,7 @@ from shared.runtime import Service, build_service
 from shared.settings import Settings
 from shared.submit import Submitter
 from shared.task_spec import OUTPUT_FILE, TaskLimits
-from shared.timer import build_timer_service
+from shared.runtime import build_timer_service
 from shared.settings import TimerSettings
 from shared.trigger import blob_version
 from tests.app.stack import local_settings, unique, wait_for
@@ -575,7 +575,7 @@ def test_long_input_stops_at_the_wall_clock_limit_and_is_recorded(run, long_clip
     Submitter with a 1 s limit (same gateway, ledger and access) shows the path in seconds, not minutes."""
     path = long_clip
     limits = TaskLimits(mp3_quality=run.settings.mp3_quality, max_retries=0, max_wall_clock=timedelta(seconds=1))
-    submitter = Submitter(gateway=run.service.gateway, ledger=run.service.ledger, access=run.service.access,
+    submitter = Submitter(batch=run.service.batch, ledger=run.service.ledger, access=run.service.access,
                           job_id=run.settings.job_id, limits=limits)
     name = "long/an hour.mp4"
     etag = run.upload(name, path.read_bytes())

@@ -25,7 +25,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 import function_app
 from devstack import media
 from shared import naming, pool_spec, runtime
-from shared.gateway import AddOutcome, BatchUnavailable, PoolNotProvisioned
+from shared.batch_types import AddOutcome, BatchUnavailable, PoolNotProvisioned
 from shared.ledger import State
 from shared.runtime import Service, build_service
 from shared.settings import Settings
@@ -401,7 +401,7 @@ def test_pool_identity_mode_without_the_pool_fails_loudly(storage_connection_str
 def test_outcome_of_the_handler_for_a_duplicate(stack, stereo_clip):
     stack.upload("outcome.mp4", stereo_clip.read_bytes())
     runtime.set_service(stack.service)
-    from shared.trigger import on_blob
+    from shared.handlers import on_blob
     client = BlobClient.from_connection_string(stack.connection_string, stack.settings.input_container, "outcome.mp4")
     first, second = on_blob(client), on_blob(client)
     assert (first.task, first.ledger_written) == (AddOutcome.CREATED, True)

@@ -6,7 +6,7 @@ import pytest
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from shared.ledger import LedgerRow, State, TableLedger
+from shared.ledger import LedgerRow, State, Ledger
 from shared.trigger import blob_version
 from tests.app.stack import CountingTransport, unique
 
@@ -45,7 +45,7 @@ def row(key: str, state: State = State.QUEUED) -> LedgerRow:
 
 def test_ledger_creates_its_table_lazily_and_is_insert_only(storage_connection_string):
     table = TableClient.from_connection_string(storage_connection_string, table_name=unique("ledger"))
-    ledger = TableLedger(table)
+    ledger = Ledger(table, "jobs")
     assert ledger.record(row("clip-abc")) is True          # table did not exist yet
     # The reconciler has moved the row on; a duplicate trigger must not drag it back to queued.
     table.update_entity({"PartitionKey": "jobs", "RowKey": "clip-abc", "State": "succeeded"})

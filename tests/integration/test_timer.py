@@ -21,15 +21,16 @@ from azure.data.tables import TableClient
 from azure.storage.blob import BlobServiceClient
 
 from devstack import media
-from shared import naming, pool_spec, runtime, trigger
+from shared import handlers, naming, pool_spec, runtime
 from shared.ledger import STATUS_PARTITION, Col, State
-from shared.reconcile import WATERMARK_ROW, RCol
+from shared.ledger import WATERMARK_ROW
 from shared.runtime import Service, build_service
 from shared.scaling import RemoveNodes, Resize
 from shared.settings import Settings
-from shared.status import SUMMARY_ROW
+from shared.ledger import SUMMARY_ROW
 from shared.task_spec import TaskRequest, build_task
-from shared.timer import TimerService, build_timer_service
+from shared.runtime import build_timer_service
+from shared.tick import TimerService
 from shared.settings import TimerSettings
 from tests.app.stack import CountingTransport, local_settings, unique, wait_for
 
@@ -64,7 +65,7 @@ class TimerStack:
         runtime.set_service(self.service)
         client = self.blobs.get_blob_client(self.settings.input_container, name)
         etag = client.get_blob_properties().etag
-        trigger.on_blob(client)
+        handlers.on_blob(client)
         return naming.task_id(name, etag)
 
     def tick(self):
@@ -181,8 +182,8 @@ def test_quiet_tick_writes_nothing_and_costs_a_handful_of_calls(stack, long_clip
     task_id = stack.trigger("q.mp4")
     stack.tick_until(lambda: stack.row(task_id)[Col.STATE] == "succeeded", 90, "success")
     stack.tick_until(lambda: _parked(stack), 30, "parked")
-    watermark = stack.table.get_entity(STATUS_PARTITION, WATERMARK_ROW)[RCol.WATERMARK]
-    assert watermark >= stack.row(task_id)[RCol.TASK_STATE_TIME]
+    watermark = stack.table.get_entity(STATUS_PARTITION, WATERMARK_ROW)[Col.WATERMARK]
+    assert watermark >= stack.row(task_id)[Col.TASK_STATE_TIME]
     stack.tick()  # settles the status row after parking
 
     before = stack.emulator.stats()["operations"]
@@ -206,11 +207,11 @@ def test_failures_carry_ffmpeg_reason(stack, silent_clip, tmp_path):
     stack.tick_until(lambda: all(stack.row(t)[Col.STATE] == "failed" for t in (corrupt_id, silent_id)), 90,
                      "both to fail")
     silent = stack.row(silent_id)
-    assert "matches no streams" in silent[RCol.FFMPEG_ERROR] and silent[Col.REASON] == silent[RCol.FFMPEG_ERROR]
+    assert "matches no streams" in silent[Col.FFMPEG_ERROR] and silent[Col.REASON] == silent[Col.FFMPEG_ERROR]
     assert silent[Col.FAILURE_CATEGORY] == "usererror" and silent[Col.EXIT_CODE] != 0
     assert silent[Col.RETRIES] == stack.settings.task_max_retries
     corrupt_row = stack.row(corrupt_id)
-    assert "Invalid data" in corrupt_row[RCol.FFMPEG_ERROR] or "moov" in corrupt_row[RCol.FFMPEG_ERROR], corrupt_row
+    assert "Invalid data" in corrupt_row[Col.FFMPEG_ERROR] or "moov" in corrupt_row[Col.FFMPEG_ERROR], corrupt_row
     stack.tick()
     assert stack.status()["LedgerFailed"] == 2
 
@@ -241,7 +242,7 @@ def test_task_without_ledger_row_is_adopted(stack, stereo_clip):
     stack.service.ensure_output_containers()
     request = TaskRequest(task_id=task_id, input_container=stack.settings.input_container, input_name=name,
                           input_etag=etag, output_name=naming.output_name(name))
-    stack.service.gateway.add_task(build_task(request, stack.service.access.for_blob(
+    stack.service.batch.add_task(build_task(request, stack.service.access.for_blob(
         stack.settings.input_container, name), stack.service.submitter._limits))
     with pytest.raises(ResourceNotFoundError):
         stack.row(task_id)
@@ -249,7 +250,7 @@ def test_task_without_ledger_row_is_adopted(stack, stereo_clip):
     row = stack.row(task_id)
     assert row[Col.INPUT_NAME] == name and row[Col.INPUT_CONTAINER] == stack.settings.input_container
     assert row[Col.INPUT_ETAG] == naming.normalize_etag(etag) or row[Col.INPUT_ETAG] == etag
-    assert row[RCol.ADOPTED_AT] and row[Col.OUTPUT_NAME] == "earlier deployment/clip.mp3"
+    assert row[Col.ADOPTED_AT] and row[Col.OUTPUT_NAME] == "earlier deployment/clip.mp3"
 
 
 def test_blob_that_never_triggered_is_swept_in(storage_connection_string, emulator, stereo_clip):

@@ -11,9 +11,9 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 import function_app
-from shared import timer
+from shared import runtime
 from shared.ledger import STATUS_PARTITION
-from shared.status import SUMMARY_ROW
+from shared.ledger import SUMMARY_ROW
 from tests.integration.test_timer import make_stack
 
 pytestmark = pytest.mark.integration
@@ -39,13 +39,13 @@ def test_timer_binding_is_a_monitored_schedule_from_a_setting():
 
 def test_past_due_invocation_runs_a_tick(storage_connection_string, batch_emulator_factory):
     stack = make_stack(storage_connection_string, batch_emulator_factory())
-    timer.set_timer_service(stack.timer)
+    runtime.set_timer_service(stack.timer)
     try:
         function_app.reconcile_and_scale(TimerRequest(past_due=True))
         status = stack.table.get_entity(STATUS_PARTITION, SUMMARY_ROW)
         assert status["PoolExists"] is False and status["LastTickAt"] is not None
         assert "LastTickError" not in status
     finally:
-        timer.set_timer_service(None)
+        runtime.set_timer_service(None)
         stack.service.clients.batch.close()
         stack.batch.close()

@@ -1,4 +1,4 @@
-"""BatchMonitor (the timer's Batch calls) against the emulator with the real azure-batch SDK: reads as
+"""shared.batch.AzureBatch (the timer side of Batch) against the emulator with the real azure-batch SDK: reads as
 plain values, and the service's refusals surfacing as PoolActionRefused with their error codes."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.batch import models as batch_models
 
-from shared.batch_monitor import BatchMonitor, PoolActionRefused
+from shared.batch import API_VERSION, AzureBatch
+from shared.batch_types import PoolActionRefused
 from shared.scaling import Allocation
 from shared.settings import NodePriority
 from tests.app.stack import unique, wait_for
@@ -37,8 +38,8 @@ def _pool(client, pool_id: str, *, autoscale: bool, nodes: int = 0, start_fails:
         target_dedicated_nodes=None if autoscale else nodes, start_task=start))
 
 
-def _monitor(client, pool_id: str, job_id: str, priority=NodePriority.DEDICATED) -> BatchMonitor:
-    return BatchMonitor(client, pool_id=pool_id, job_id=job_id, priority=priority, autoscale_formula=FORMULA,
+def _monitor(client, pool_id: str, job_id: str, priority=NodePriority.DEDICATED) -> AzureBatch:
+    return AzureBatch(client, pool_id=pool_id, job_id=job_id, priority=priority, autoscale_formula=FORMULA,
                         autoscale_interval=timedelta(minutes=5))
 
 
@@ -123,3 +124,22 @@ def test_task_reads_filters_and_delete(emulator):
     assert counts.completed == 1 and counts.active == 0
     assert monitor.delete_task("t1") and monitor.delete_task("t1")  # already gone is fine
     assert monitor.task_origin("t1") is None
+
+
+def test_pool_actions_use_the_api_version_the_sdk_sends(emulator):
+    """Resize, stop-resize and remove-nodes go through send_request with shared.batch.API_VERSION: it must be
+    the one the pinned SDK's own operations send, or the two kinds of call would speak different versions."""
+    client = emulator.client()
+    sent: list[str] = []
+    with pytest.raises(Exception):
+        client.get_pool(unique("p-"), raw_request_hook=lambda r: sent.append(r.http_request.url))
+    assert f"api-version={API_VERSION}" in sent[0]
+
+
+def test_pool_actions_on_a_missing_pool_carry_the_service_error_code(emulator):
+    client = emulator.client()
+    monitor = _monitor(client, unique("p-"), unique("j-"))
+    for action in (lambda: monitor.resize(1), monitor.stop_resize, lambda: monitor.remove_nodes(("n1",))):
+        with pytest.raises(PoolActionRefused) as refused:
+            action()
+        assert refused.value.status == 404 and refused.value.code == "PoolNotFound"

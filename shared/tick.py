@@ -1,0 +1,161 @@
+"""The timer tick: a short list of phases, each isolated from the others' failures.
+
+1. status_load   the status row (scaling memory, maintenance cadence)
+2. reconcile     changed tasks -> ledger rows
+3. maintenance   when due: output containers, missed-upload sweep, completed-task cleanup
+4. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
+5. scaling       rounds of read pool -> decide -> act
+6. status_save   the status row, assembled from what this tick saw
+
+A failing phase is logged and recorded in the status row but does not stop the later ones - above
+all, a ledger outage never stops the pool from waking or parking. The entry point raises `TickFailed`
+when any phase failed, so the host records a failed invocation.
+
+Singleton-safe: the Functions host runs a timer function on one instance at a time (a storage lock),
+and within this process a non-blocking lock turns an overlapping tick into a no-op. Beyond that
+nothing depends on ticks being exclusive or on time: every decision is made from fresh reads,
+ledger/status/watermark writes are ETag-conditional and monotonic, and Batch refuses conflicting pool
+operations (409) - so a past-due tick, or two ticks overlapping across instances, do no harm.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .batch import TimerBatch
+from .batch_types import TaskCounts
+from .cleanup import CompletedTaskCleanup, HygieneResult
+from .clock import utc_now
+from .log import event, get_logger
+from .pool_scaler import BatchPoolControl, ScalingOutcome, scale_pool
+from .reconcile import ReconcileResult, Reconciler
+from .scaling import ScalingPolicy, WorkSnapshot
+from .settings import TimerSettings
+from .status import Increments, LoadedStatus, StatusRecord, StatusStore, after_tick
+from .sweep import Sweeper, SweepResult
+
+_log = get_logger("timer")
+
+
+class TickFailed(RuntimeError):
+    """At least one phase of the tick failed (details in the log and the status row)."""
+
+
+@dataclass
+class TickReport:
+    skipped: bool = False
+    reconcile: ReconcileResult | None = None
+    sweep: SweepResult | None = None
+    hygiene: HygieneResult | None = None
+    counts: TaskCounts | None = None
+    scaling: ScalingOutcome | None = None
+    status_written: bool = False
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class TimerService:
+    settings: TimerSettings
+    policy: ScalingPolicy
+    monitor: TimerBatch
+    reconciler: Reconciler
+    cleanup: CompletedTaskCleanup
+    status: StatusStore
+    sweeper: Sweeper
+    pool_id: str
+    job_id: str
+    ensure_containers: Callable[[], None]
+    clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tick(self) -> TickReport:
+        if not self._lock.acquire(blocking=False):
+            event(_log, logging.WARNING, "timer.overlap_skipped")
+            return TickReport(skipped=True)
+        try:
+            return self._tick()
+        finally:
+            self._lock.release()
+
+    def _tick(self) -> TickReport:
+        started = time.monotonic()
+        now = self.clock()
+        report = TickReport()
+
+        loaded = _guard(report, "status_load", self.status.load) or LoadedStatus(StatusRecord(), None)
+        record = loaded.record
+        report.reconcile = _guard(report, "reconcile", self.reconciler.run)
+        if _due(record.LastSweepAt, now, self.settings.sweep_interval):
+            self._maintenance(report, record)
+        control = BatchPoolControl(self.monitor)
+        counts_read = _guard(report, "task_counts", lambda: (self.monitor.task_counts(),))
+        if counts_read is not None:
+            report.counts = counts_read[0]
+            work = _work(report.counts, report.reconcile)
+            report.scaling = _guard(report, "scaling", lambda: scale_pool(
+                control, work, record.memory, self.policy, self.clock, self.sleep))
+
+        new_record = after_tick(record, report, control.nodes, pool_id=self.pool_id, job_id=self.job_id, now=now)
+        increments = Increments(report.reconcile.newly_succeeded, report.reconcile.newly_failed) \
+            if report.reconcile else Increments()
+        report.status_written = bool(_guard(report, "status_save",
+                                            lambda: self.status.save(loaded, new_record, increments, now)))
+        report.seconds = round(time.monotonic() - started, 3)
+        self._log(report, new_record)
+        return report
+
+    def _maintenance(self, report: TickReport, record: StatusRecord) -> None:
+        _guard(report, "containers", self.ensure_containers)
+        report.sweep = _guard(report, "sweep", lambda: self.sweeper.run(record.SweepWatermark))
+        report.hygiene = _guard(report, "cleanup", lambda: self.cleanup.run(
+            retention=self.settings.completed_task_retention))
+
+    @staticmethod
+    def _log(report: TickReport, record: StatusRecord) -> None:
+        event(_log, logging.INFO if not report.errors else logging.ERROR, "timer.tick",
+              seconds=report.seconds, listed=report.reconcile.listed if report.reconcile else None,
+              ledger_writes=report.reconcile.transactions if report.reconcile else None,
+              active=report.counts.active if report.counts else None,
+              running=report.counts.running if report.counts else None,
+              decision=record.LastDecision,
+              actions=record.LastActions if report.scaling and report.scaling.executed else None,
+              status_written=report.status_written, errors="; ".join(report.errors) or None)
+
+
+def run_tick(service: TimerService, timer: Any) -> TickReport:
+    """One timer invocation (`timer` is an azure.functions.TimerRequest); raises TickFailed on a failed phase."""
+    if getattr(timer, "past_due", False):
+        # Harmless: the tick reads current state; a late tick is just a tick.
+        event(_log, logging.INFO, "timer.past_due")
+    report = service.tick()
+    if report.errors:
+        raise TickFailed("; ".join(report.errors))
+    return report
+
+
+def _work(counts: TaskCounts | None, rec: ReconcileResult | None) -> WorkSnapshot:
+    # Both are lower bounds of the truth (counts may lag; the listing only shows recent changes).
+    active = max(counts.active if counts else 0, rec.seen_active if rec else 0)
+    running = max(counts.running if counts else 0, rec.seen_running if rec else 0)
+    return WorkSnapshot(active=active, running=running)
+
+
+def _due(last: datetime | None, now: datetime, interval: timedelta) -> bool:
+    return last is None or now - last >= interval
+
+
+def _guard(report: TickReport, phase: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - one failing phase must not stop the others
+        text = f"{phase}: {type(exc).__name__}: {exc}"
+        report.errors.append(text[:500])
+        event(_log, logging.ERROR, "timer.phase_failed", phase=phase, error=text[:500])
+        return None
