@@ -9,21 +9,20 @@ One row per input blob version, readable in Storage Explorer.
   partition `STATUS_PARTITION` ('~' is not a legal Batch id character, so it can never equal a job
   id, and it sorts last).
 
-Writes at submit are insert-only: a duplicate trigger, or a reconciler that already adopted the
-task, finds the row present and nothing is overwritten (a late `queued` must never replace
-`succeeded`). Every later write is conditional on the ETag read (or an upsert-merge for adoption),
-so concurrent writers cannot regress a row. The table is created lazily, by whichever write first
-finds it missing; a read of a missing table reads as empty.
+Writes at submit are insert-only (a late `queued` must never replace `succeeded`); every later write
+is conditional on the ETag read (or an upsert-merge for adoption), so concurrent writers cannot
+regress a row. The first write that finds the table missing creates it; reading a missing table
+reads as empty.
 """
 from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -85,11 +84,12 @@ class Col:
 
 @dataclass(frozen=True)
 class LedgerRow:
-    """A file's row as submit writes it (the reconciler adds its columns later)."""
+    """A file's row. Submit writes the first block (`to_entity`); a row read back (`from_entity`) also
+    carries what the reconciler wrote, and the ETag a conditional replace needs."""
 
     job_id: str
     row_key: str
-    state: State
+    state: State | str          # str: a value this version does not know, shown as it is
     input_container: str
     input_name: str
     input_etag: str | None
@@ -97,14 +97,25 @@ class LedgerRow:
     input_content_type: str | None
     output_name: str | None
     task_id: str | None         # set when a Batch task was added
-    recorded_at: datetime
+    recorded_at: datetime | None
     reason: str | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: float | None = None
+    exit_code: int | None = None
+    failure_category: str | None = None
+    failure_code: str | None = None     # Batch failureInfo code
+    failure_message: str | None = None
+    ffmpeg_error: str | None = None     # the reason read from the task's uploaded log
+    retries: int | None = None
+    etag: str | None = field(default=None, repr=False, compare=False)
 
     def to_entity(self) -> dict[str, Any]:
         entity: dict[str, Any] = {
             "PartitionKey": self.job_id,
             "RowKey": self.row_key,
-            Col.STATE: self.state.value,
+            Col.STATE: State(self.state).value,
             Col.INPUT_CONTAINER: self.input_container,
             Col.INPUT_NAME: self.input_name,
             Col.JOB_ID: self.job_id,
@@ -123,6 +134,50 @@ class LedgerRow:
             # Int64 explicitly: a 20 GB upload does not fit the SDK's default Int32.
             entity[Col.INPUT_SIZE] = EntityProperty(self.input_size, EdmType.INT64)
         return entity
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any], etag: str | None = None) -> LedgerRow:
+        """Any row, however it was written (the trigger, an adoption, an older version): absent or
+        mistyped columns read as None."""
+        text = lambda col: _text(entity.get(col))  # noqa: E731
+        number = lambda col: _number(entity.get(col))  # noqa: E731
+        started, ended = _moment(entity.get(Col.STARTED_AT)), _moment(entity.get(Col.ENDED_AT))
+        duration = number(Col.DURATION_SECONDS)
+        if duration is None and started is not None and ended is not None:
+            duration = (ended - started).total_seconds()
+        size, exit_code, retries = number(Col.INPUT_SIZE), number(Col.EXIT_CODE), number(Col.RETRIES)
+        state = text(Col.STATE) or ""
+        return cls(
+            job_id=str(entity.get("PartitionKey", "")), row_key=str(entity.get("RowKey", "")),
+            state=State(state) if state in _STATES else state,
+            input_container=text(Col.INPUT_CONTAINER) or "", input_name=text(Col.INPUT_NAME) or "",
+            input_etag=text(Col.INPUT_ETAG), input_size=int(size) if size is not None else None,
+            input_content_type=text(Col.INPUT_CONTENT_TYPE), output_name=text(Col.OUTPUT_NAME),
+            task_id=text(Col.TASK_ID), recorded_at=_moment(entity.get(Col.SUBMITTED_AT)), reason=text(Col.REASON),
+            updated_at=_moment(entity.get(Col.UPDATED_AT)), started_at=started, ended_at=ended,
+            duration_seconds=duration, exit_code=int(exit_code) if exit_code is not None else None,
+            failure_category=text(Col.FAILURE_CATEGORY), failure_code=text(Col.FAILURE_CODE),
+            failure_message=text(Col.FAILURE_MESSAGE), ffmpeg_error=text(Col.FFMPEG_ERROR),
+            retries=int(retries) if retries is not None else None, etag=etag)
+
+
+_STATES = {s.value for s in State}
+
+
+def _text(value: Any) -> str | None:
+    return None if (value := getattr(value, "value", value)) is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    raw = getattr(value, "value", value)
+    try:
+        return None if raw is None or isinstance(raw, bool) else float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _moment(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
 
 
 @dataclass(frozen=True)
@@ -147,18 +202,6 @@ class RowChanged(Exception):
     """A conditional write found the row changed (or gone) since it was read."""
 
 
-class LedgerStore(Protocol):
-    """What the submit path needs."""
-
-    def record(self, row: LedgerRow) -> bool:
-        """Insert the row; False when a row for that blob version already exists."""
-        ...
-
-    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
-        """Task ids of the rows of `input_name` (any version) whose task is still queued or running."""
-        ...
-
-
 def _stored(entity: Any) -> StoredRow:
     return StoredRow(dict(entity), entity.metadata.get("etag"))
 
@@ -171,7 +214,6 @@ class Ledger:
         self.job_id = job_id
         self._create_lock = threading.Lock()
 
-    # -- submit -------------------------------------------------------------------------------------
     def record(self, row: LedgerRow) -> bool:
         try:
             self._insert(row.to_entity())
@@ -223,10 +265,14 @@ class Ledger:
         except ResourceNotFoundError:
             return
 
+    def rows(self, query: str, parameters: dict[str, Any]) -> Iterator[LedgerRow]:
+        """Typed rows of this job's partition matching the filter (which must name the partition)."""
+        return (LedgerRow.from_entity(row.entity, row.etag) for row in self.query(query, parameters))
+
     def table_exists(self) -> bool:
         try:
             next(iter(self._table.query_entities("PartitionKey eq @pk", parameters={"pk": STATUS_PARTITION},
-                                                 results_per_page=1, select=["RowKey"]).by_page()), None)
+                                                 results_per_page=1, select=["RowKey"])), None)
             return True
         except ResourceNotFoundError:
             return False
@@ -243,16 +289,12 @@ class Ledger:
             try:
                 self._table.submit_transaction(operations)
                 return None
-            except TableTransactionError as exc:
-                if attempt == 1 and exc.status_code == 404 and "TableNotFound" in str(exc.error_code or ""):
-                    self._create_table()
-                    continue
-                return str(exc.error_code or exc.status_code)
-            except ResourceNotFoundError as exc:
-                if attempt == 1:
-                    self._create_table()
-                    continue
-                return str(getattr(exc, "error_code", None) or exc.status_code)
+            except (TableTransactionError, ResourceNotFoundError) as exc:
+                code = str(getattr(exc, "error_code", None) or exc.status_code)
+                table_missing = isinstance(exc, ResourceNotFoundError) or "TableNotFound" in code
+                if attempt == 2 or exc.status_code != 404 or not table_missing:
+                    return code
+                self._create_table()
         return "TableNotFound"
 
     def replace(self, entity: dict[str, Any], etag: str | None) -> str:
@@ -281,9 +323,6 @@ class Ledger:
                   Col.UPDATED_AT: now}
         return self._write_status_partition(entity, etag, UpdateMode.MERGE)
 
-    def status_partition(self) -> list[StoredRow]:
-        return list(self.query("PartitionKey eq @pk", {"pk": STATUS_PARTITION}))
-
     def _write_status_partition(self, entity: dict[str, Any], etag: str | None, mode: UpdateMode) -> bool:
         try:
             if etag is None:
@@ -294,7 +333,6 @@ class Ledger:
         except (ResourceExistsError, HttpResponseError):  # 409 / 412: another writer was first
             return False
 
-    # -- the table itself ---------------------------------------------------------------------------
     def _insert(self, entity: dict[str, Any]) -> None:
         try:
             self._table.create_entity(entity)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime, timedelta
 
 from . import naming
@@ -16,11 +17,23 @@ from .access import NodeAccess
 from .batch import SubmitBatch
 from .batch_types import AddOutcome, TaskRejected
 from .clock import Clock, utc_now
-from .ledger import LedgerRow, LedgerStore, State
+from .ledger import LedgerRow, State
 from .log import event, get_logger
 from .task_spec import TaskLimits, TaskRequest, build_task
 
 _log = get_logger("submit")
+
+
+class LedgerStore(Protocol):
+    """What the submit path needs."""
+
+    def record(self, row: LedgerRow) -> bool:
+        """Insert the row; False when a row for that blob version already exists."""
+        ...
+
+    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
+        """Task ids of the rows of `input_name` (any version) whose task is still queued or running."""
+        ...
 
 
 @dataclass(frozen=True)
