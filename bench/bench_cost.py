@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python -m bench.bench_cost` (simulated time; about a second). Writes bench/results/cost.json.
 
-The pool is the simulator of tests/app/scaling_sim.py (the one the race tests use): Batch's rules for
+The pool is the simulator of devstack/pool_sim.py (the one the race tests use): Batch's rules for
 resize/autoscale, the app's autoscale formula on lagging 30 s samples, `taskcompletion` scale-in, nodes
 billed from allocation until removal. Timeline: 30 min idle, 50 uploads within one minute, then idle
 until minute 120. Each file takes TASK_SECONDS on a node; a node boots in ALLOC + BOOT seconds (the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from shared.scaling import ScalingMemory, ScalingPolicy
 from shared.pool_scaler import scale_pool
-from tests.app.scaling_sim import SimConfig, SimControl, SimPool
+from devstack.pool_sim import SimConfig, SimControl, SimPool
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = 50

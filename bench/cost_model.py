@@ -1,6 +1,6 @@
 """Item 5: what a bursty day costs in node-seconds under three pool designs — a simulation.
 
-Simulated: one Batch pool and job in simulated time (tests/app/scaling_sim.SimPool, the model the timer's
+Simulated: one Batch pool and job in simulated time (devstack/pool_sim.SimPool, the model the timer's
 race tests use: Batch's refusal rules for resize/autoscale, `taskcompletion` scale-in, node allocation +
 boot delay, nodes billed from allocation until removal, $PendingTasks sampled every 30 s and visible to
 formulas after a 60 s lag). Real code in the loop:
@@ -28,7 +28,7 @@ from shared import pool_spec
 from shared.scaling import ScalingMemory, ScalingPolicy
 from shared.settings import NodePriority
 from shared.pool_scaler import scale_pool
-from tests.app.scaling_sim import SimConfig, SimControl, SimPool
+from devstack.pool_sim import SimConfig, SimControl, SimPool
 
 from .model import Chart, Finding, ItemResult
 from .stats import median, percentile

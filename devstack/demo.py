@@ -19,7 +19,7 @@ from rich.table import Table
 
 from devstack import media, stack
 from shared.clients import build_clients
-from shared.ledger import Col
+from shared.ledger import Col, Ledger
 from shared.settings import Settings
 
 TERMINAL = {"succeeded", "failed", "skipped", "rejected"}
@@ -80,6 +80,7 @@ def run(timeout: float = 600.0) -> int:
     os.environ.update(values)
     settings = Settings.from_env(os.environ)
     clients = build_clients(settings)
+    ledger = Ledger(clients.ledger_table, settings.job_id)
 
     folder = stack.STATE_DIR / "samples"
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def run(timeout: float = 600.0) -> int:
     deadline = time.monotonic() + timeout
     with Live(Group(progress, _status_table(rows)), console=console, refresh_per_second=4) as live:
         while time.monotonic() < deadline:
-            rows = _ledger_rows(clients, settings, etags)
+            rows = _ledger_rows(ledger, etags)
             done = sum(1 for r in rows.values() if r.get(Col.STATE) in TERMINAL)
             progress.update(bar, completed=done)
             live.update(Group(progress, _status_table(rows)))
@@ -113,18 +114,14 @@ def run(timeout: float = 600.0) -> int:
     return 0 if len([r for r in rows.values() if r.get(Col.STATE) in TERMINAL]) == len(SAMPLES) else 1
 
 
-def _ledger_rows(clients, settings: Settings, etags: dict[str, str]) -> dict[str, dict]:
-    """The newest ledger row of each sample's uploaded version (rows of older uploads are ignored)."""
+def _ledger_rows(ledger: Ledger, etags: dict[str, str]) -> dict[str, dict]:
+    """The ledger row of each sample's uploaded version (rows of older uploads are ignored); the table
+    appears with the first row, until then there is nothing to show."""
     found: dict[str, dict] = {}
-    try:
-        entities = clients.ledger_table.query_entities("PartitionKey eq @job", parameters={"job": settings.job_id})
-        for entity in entities:
-            name = entity.get(Col.INPUT_NAME)
-            if name in etags and entity.get(Col.INPUT_ETAG) in (etags[name], etags[name].strip('"')):
-                found[name] = dict(entity)
-    except Exception as error:  # the table appears with the first row; until then nothing to show
-        if "TableNotFound" not in str(error):
-            raise
+    for row in ledger.query("PartitionKey eq @job", {"job": ledger.job_id}):
+        name = row.entity.get(Col.INPUT_NAME)
+        if name in etags and row.entity.get(Col.INPUT_ETAG) in (etags[name], etags[name].strip('"')):
+            found[name] = row.entity
     return found
 
 

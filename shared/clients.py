@@ -32,7 +32,6 @@ class Clients:
     blob_service: BlobServiceClient
     ledger_table: TableClient
     batch: BatchClient
-    token_credential: TokenCredential | None  # None when every client uses keys (local)
 
 
 def build_clients(settings: Settings, client_options: Mapping[str, Any] | None = None) -> Clients:
@@ -43,7 +42,6 @@ def build_clients(settings: Settings, client_options: Mapping[str, Any] | None =
         blob_service=_blob_service(settings, credential, options),
         ledger_table=_ledger_table(settings, credential, options),
         batch=_batch(settings, credential, options),
-        token_credential=credential,
     )
 
 

@@ -3,7 +3,7 @@
 Pool: a current Ubuntu LTS marketplace image with its matching node agent SKU (the tutorial's
 18.04 is retired), dedicated or Spot (Batch low-priority) nodes, one task slot per core by
 default, `pack` fill so whole nodes go idle and can be released, and an autoscale formula that
-follows pending work from zero. Autoscale alone reacts in >= 5 minutes; the timer (issue 5) is
+follows pending work from zero. Autoscale alone reacts in >= 5 minutes; the timer is
 what wakes the pool and parks it at zero within about one tick.
 
 Start task: provisions ffmpeg once per node and is a no-op when ffmpeg is already there (the

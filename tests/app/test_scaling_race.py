@@ -17,7 +17,7 @@ import pytest
 
 from shared.scaling import Allocation, ScalingMemory, ScalingPolicy
 from shared.pool_scaler import scale_pool
-from tests.app.scaling_sim import T0, SimConfig, SimControl, SimNode, SimPool
+from devstack.pool_sim import T0, SimConfig, SimControl, SimNode, SimPool
 
 TICK = 60.0
 POLICY = ScalingPolicy(max_nodes=4, idle_grace=timedelta(seconds=120), autoscale_handback=timedelta(seconds=300))

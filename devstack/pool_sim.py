@@ -1,4 +1,4 @@
-"""A deterministic, simulated-time model of one Batch pool + job, for scaling tests and bench/bench_cost.py.
+"""A deterministic, simulated-time model of one Batch pool + job, for the scaling race tests and the cost bench.
 
 It follows the service rules the timer must live with (research §4 / SDK docstrings):
 - resize is refused (409) while autoscale is enabled or while the pool is not steady;
