@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .batch_types import NodeView
+from .batch_types import NodeView, TaskCounts
 from .ledger import Ledger
 from .log import event, get_logger
-from .pool_scaler import describe
+from .pool_scaler import ScalingOutcome, describe
+from .reconcile import ReconcileResult
 from .scaling import ScalingMemory
-
-if TYPE_CHECKING:
-    from .tick import TickReport
+from .sweep import SweepResult
 
 _log = get_logger("status")
 
@@ -166,16 +165,15 @@ def errors_text(errors: list[str]) -> str | None:
     return "; ".join(errors)[:_MAX_TEXT] if errors else None
 
 
-def after_tick(old: StatusRecord, report: TickReport, nodes: tuple[NodeView, ...], *, pool_id: str, job_id: str,
-               now: datetime) -> StatusRecord:
+def after_tick(old: StatusRecord, *, errors: list[str], reconcile: ReconcileResult | None, counts: TaskCounts | None,
+               scaling: ScalingOutcome | None, sweep: SweepResult | None, nodes: tuple[NodeView, ...],
+               pool_id: str, job_id: str, now: datetime) -> StatusRecord:
     """The status row as a tick leaves it: what it read and did, on top of the row it loaded."""
-    r = replace(old, PoolId=pool_id, JobId=job_id, LastTickError=errors_text(report.errors))
-    if report.reconcile is not None:
-        r = replace(r, Watermark=report.reconcile.watermark_after)
-    if report.counts is not None:
-        r = replace(r, TasksActive=report.counts.active, TasksRunning=report.counts.running,
-                    TasksCompletedInJob=report.counts.completed)
-    scaling = report.scaling
+    r = replace(old, PoolId=pool_id, JobId=job_id, LastTickError=errors_text(errors))
+    if reconcile is not None:
+        r = replace(r, Watermark=reconcile.watermark_after)
+    if counts is not None:
+        r = replace(r, TasksActive=counts.active, TasksRunning=counts.running, TasksCompletedInJob=counts.completed)
     if scaling is not None:
         r = r.with_memory(scaling.memory)
         view = scaling.pool
@@ -204,6 +202,6 @@ def after_tick(old: StatusRecord, report: TickReport, nodes: tuple[NodeView, ...
                         NodesLeaving=sum(n.state == "leavingpool" for n in nodes))
             if errors:
                 event(_log, logging.WARNING, "pool.errors", pool_id=pool_id, errors="; ".join(errors))
-    if report.sweep is not None and report.sweep.cutoff is not None:
-        r = replace(r, LastSweepAt=now, SweepWatermark=report.sweep.cutoff)
+    if sweep is not None and sweep.cutoff is not None:
+        r = replace(r, LastSweepAt=now, SweepWatermark=sweep.cutoff)
     return r

@@ -102,7 +102,9 @@ class TimerService:
             report.scaling = _guard(report, "scaling", lambda: scale_pool(
                 control, work, record.memory, self.policy, self.clock, self.sleep))
 
-        new_record = after_tick(record, report, control.nodes, pool_id=self.pool_id, job_id=self.job_id, now=now)
+        new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
+                                scaling=report.scaling, sweep=report.sweep, nodes=control.nodes,
+                                pool_id=self.pool_id, job_id=self.job_id, now=now)
         increments = Increments(report.reconcile.newly_succeeded, report.reconcile.newly_failed) \
             if report.reconcile else Increments()
         report.status_written = bool(_guard(report, "status_save",
