@@ -6,13 +6,14 @@ from local settings as it's already defined in current environment variables").
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ops.settings_file import SettingsFileError, read_settings_file
 
 from .errors import DevHostError
 from .logs import get_logger
@@ -49,30 +50,10 @@ def load_local_settings(app_dir: Path, settings_path: Path | None = None) -> Loc
         log.warning("created %s from %s; edit it to change settings", path, sample.name,
                     extra={"event": "settings.created", "path": str(path)})
     try:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise DevHostError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise DevHostError(f"{path} must hold a JSON object with a 'Values' object")
-    if document.get("IsEncrypted"):
-        raise DevHostError(f"{path} is encrypted (IsEncrypted=true); the dev host reads plain settings only")
-    raw_values = document.get("Values", {})
-    if not isinstance(raw_values, dict):
-        raise DevHostError(f"'Values' in {path} must be an object of setting names to strings")
-    values: dict[str, str] = {}
-    for key, value in raw_values.items():
-        if isinstance(value, (dict, list)):
-            raise DevHostError(f"setting {key!r} in {path} must be a string, not {type(value).__name__}")
-        values[key] = _setting_text(value)
+        values = read_settings_file(path)  # the one reader of the format (the operator tools use it too)
+    except SettingsFileError as exc:
+        raise DevHostError(str(exc)) from exc
     return LocalSettings(path=path, values=values, created_from_sample=created)
-
-
-def _setting_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):  # JSON true/false -> "true"/"false", as .NET configuration reads them
-        return str(value).lower()
-    return str(value)
 
 
 @dataclass
