@@ -42,9 +42,9 @@ def cmd_run(_: list[str]) -> int:
 
 
 def cmd_status(extra: list[str]) -> int:
-    from devstack import status_cli
+    from ops import commands  # the operator tools (a product package); imports the app's package
 
-    return status_cli.main(extra)
+    return commands.main(extra)
 
 
 def cmd_bench(extra: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""`./dev status` (devstack.status_cli) on real Azurite and the Batch emulator.
+"""`./dev status` (ops: `python -m ops status`) on real Azurite and the Batch emulator.
 
 Ledger rows are written by the app's own submit path (shared.submit.Submitter + Ledger);
 the reconciler's columns (state, failure, timing) are written the way the timer writes them.
@@ -17,7 +17,7 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 
-from devstack import status_cli
+from ops import commands as status_cli
 from shared.access import Containers, SasAccess
 from shared.ledger import Col, Ledger
 from shared.submit import BlobVersion, Submitter, limits_from

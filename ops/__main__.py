@@ -1,0 +1,23 @@
+"""`python -m ops status ...`: the same arguments as `./dev status ...`, without the dev tooling."""
+from __future__ import annotations
+
+import sys
+
+from ops import commands
+
+USAGE = "usage: python -m ops status [--help] ...\n\ntools:\n  status   the service's state for operators, and resubmit\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["status"]:
+        return commands.main(argv[1:], prog="python -m ops status")
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE)
+        return commands.EXIT_OK
+    sys.stderr.write(USAGE)
+    return commands.EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
