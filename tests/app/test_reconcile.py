@@ -4,7 +4,7 @@ Table calls are counted at the HTTP transport, so "no writes" means no request w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,6 +12,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 
 from shared.batch_types import TaskFailure, TaskSnapshot
+from shared.batch_types import TaskOrigin as Origin  # what the task itself says of an adopted file
 from shared.cleanup import CompletedTaskCleanup
 from shared.failure_logs import BlobFailureLog
 from shared.ffmpeg import reason as ffmpeg_reason
@@ -23,16 +24,6 @@ from tests.app.stack import CountingTransport, unique
 JOB = "ffmpeg-jobs"
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
 OUTPUT_BASE = "https://acct.blob.core.windows.net/output/"
-
-
-@dataclass
-class Origin:
-    task_id: str
-    input_name: str | None
-    input_container: str | None
-    input_etag: str | None
-    output_name: str | None
-    creation_time: datetime | None
 
 
 class FakeTasks:
