@@ -1,13 +1,4 @@
-"""The ledger table, and the only code that touches it: schema, typed rows, reads, conditional writes.
-
-One row per input blob version, readable in Storage Explorer.
-- PartitionKey = the Batch job id: every row of the standing job shares one partition, so the
-  reconciler can update up to 100 of them per entity-group transaction.
-- RowKey = the task id (`<readable name prefix>-<hash>`, see naming.py): a person finds a file by
-  typing the start of its name as a RowKey prefix; the full name is in `InputName`.
-- The service's status row (`summary`) and the reconcile watermark (`watermark`) live apart, in
-  partition `STATUS_PARTITION` ('~' is not a legal Batch id character, so it can never equal a job
-  id, and it sorts last).
+"""All I/O on the ledger table: the only code in the app that talks to Table Storage.
 
 Writes at submit are insert-only (a late `queued` must never replace `succeeded`); every later write
 is conditional on the ETag read (or an upsert-merge for adoption), so concurrent writers cannot
@@ -16,190 +7,30 @@ reads as empty.
 """
 from __future__ import annotations
 
-import enum
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-STATUS_PARTITION = "~status"
-SUMMARY_ROW = "summary"
-WATERMARK_ROW = "watermark"
-MAX_TRANSACTION = 100        # entity-group transaction limit (one partition)
+from .schema import (
+    MAX_TRANSACTION,
+    STATUS_PARTITION,
+    SUMMARY_ROW,
+    WATERMARK_ROW,
+    Col,
+    LedgerRow,
+    RowChanged,
+    RowWrite,
+    State,
+    StoredRow,
+)
+
 _READ_WORKERS = 8
-
-
-class State(str, enum.Enum):
-    QUEUED = "queued"        # task added to Batch
-    RUNNING = "running"      # (reconciler)
-    SUCCEEDED = "succeeded"  # (reconciler) MP3 uploaded
-    FAILED = "failed"        # (reconciler) ffmpeg or download failed after retries
-    SKIPPED = "skipped"      # not work: not an .mp4, or gone before the trigger looked
-    REJECTED = "rejected"    # an .mp4 that cannot be processed: empty, unsafe name
-
-
-FINAL_STATES = frozenset({State.SUCCEEDED.value, State.FAILED.value})
-
-
-class Col:
-    """Every column of a file's row."""
-
-    # Written at submit (the trigger, the sweep, a resubmit):
-    STATE = "State"
-    INPUT_CONTAINER = "InputContainer"
-    INPUT_NAME = "InputName"
-    INPUT_ETAG = "InputEtag"
-    INPUT_SIZE = "InputSize"
-    INPUT_CONTENT_TYPE = "InputContentType"
-    OUTPUT_NAME = "OutputName"
-    TASK_ID = "TaskId"
-    JOB_ID = "JobId"
-    SUBMITTED_AT = "SubmittedAt"
-    REASON = "Reason"
-    UPDATED_AT = "UpdatedAt"
-    # Written by the reconciler from the task's state:
-    TASK_STATE_TIME = "TaskStateTime"  # the task transition this row reflects (monotonic guard)
-    EXIT_CODE = "ExitCode"
-    FAILURE_CATEGORY = "FailureCategory"
-    FAILURE_CODE = "FailureCode"
-    FAILURE_MESSAGE = "FailureMessage"
-    FFMPEG_ERROR = "FfmpegError"
-    RETRIES = "Retries"
-    REQUEUES = "Requeues"
-    NODE_ID = "NodeId"
-    STARTED_AT = "StartedAt"
-    ENDED_AT = "EndedAt"
-    DURATION_SECONDS = "DurationSeconds"
-    OUTPUT_URL = "OutputUrl"
-    ADOPTED_AT = "AdoptedAt"           # a task the ledger had no row for (adopted by the reconciler)
-    # The watermark row's one column:
-    WATERMARK = "Watermark"
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """A file's row. Submit writes the first block (`to_entity`); a row read back (`from_entity`) also
-    carries what the reconciler wrote, and the ETag a conditional replace needs."""
-
-    job_id: str
-    row_key: str
-    state: State | str          # str: a value this version does not know, shown as it is
-    input_container: str
-    input_name: str
-    input_etag: str | None
-    input_size: int | None
-    input_content_type: str | None
-    output_name: str | None
-    task_id: str | None         # set when a Batch task was added
-    recorded_at: datetime | None
-    reason: str | None = None
-    updated_at: datetime | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    duration_seconds: float | None = None
-    exit_code: int | None = None
-    failure_category: str | None = None
-    failure_code: str | None = None     # Batch failureInfo code
-    failure_message: str | None = None
-    ffmpeg_error: str | None = None     # the reason read from the task's uploaded log
-    retries: int | None = None
-    etag: str | None = field(default=None, repr=False, compare=False)
-
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": self.job_id,
-            "RowKey": self.row_key,
-            Col.STATE: State(self.state).value,
-            Col.INPUT_CONTAINER: self.input_container,
-            Col.INPUT_NAME: self.input_name,
-            Col.JOB_ID: self.job_id,
-            Col.SUBMITTED_AT: self.recorded_at,
-            Col.UPDATED_AT: self.recorded_at,
-        }
-        optional = {
-            Col.INPUT_ETAG: self.input_etag,
-            Col.INPUT_CONTENT_TYPE: self.input_content_type,
-            Col.OUTPUT_NAME: self.output_name,
-            Col.TASK_ID: self.task_id,
-            Col.REASON: self.reason,
-        }
-        entity.update({k: v for k, v in optional.items() if v is not None})
-        if self.input_size is not None:
-            # Int64 explicitly: a 20 GB upload does not fit the SDK's default Int32.
-            entity[Col.INPUT_SIZE] = EntityProperty(self.input_size, EdmType.INT64)
-        return entity
-
-    @classmethod
-    def from_entity(cls, entity: Mapping[str, Any], etag: str | None = None) -> LedgerRow:
-        """Any row, however it was written (the trigger, an adoption, an older version): absent or
-        mistyped columns read as None."""
-        text = lambda col: _text(entity.get(col))  # noqa: E731
-        number = lambda col: _number(entity.get(col))  # noqa: E731
-        started, ended = _moment(entity.get(Col.STARTED_AT)), _moment(entity.get(Col.ENDED_AT))
-        duration = number(Col.DURATION_SECONDS)
-        if duration is None and started is not None and ended is not None:
-            duration = (ended - started).total_seconds()
-        size, exit_code, retries = number(Col.INPUT_SIZE), number(Col.EXIT_CODE), number(Col.RETRIES)
-        state = text(Col.STATE) or ""
-        return cls(
-            job_id=str(entity.get("PartitionKey", "")), row_key=str(entity.get("RowKey", "")),
-            state=State(state) if state in _STATES else state,
-            input_container=text(Col.INPUT_CONTAINER) or "", input_name=text(Col.INPUT_NAME) or "",
-            input_etag=text(Col.INPUT_ETAG), input_size=int(size) if size is not None else None,
-            input_content_type=text(Col.INPUT_CONTENT_TYPE), output_name=text(Col.OUTPUT_NAME),
-            task_id=text(Col.TASK_ID), recorded_at=_moment(entity.get(Col.SUBMITTED_AT)), reason=text(Col.REASON),
-            updated_at=_moment(entity.get(Col.UPDATED_AT)), started_at=started, ended_at=ended,
-            duration_seconds=duration, exit_code=int(exit_code) if exit_code is not None else None,
-            failure_category=text(Col.FAILURE_CATEGORY), failure_code=text(Col.FAILURE_CODE),
-            failure_message=text(Col.FAILURE_MESSAGE), ffmpeg_error=text(Col.FFMPEG_ERROR),
-            retries=int(retries) if retries is not None else None, etag=etag)
-
-
-_STATES = {s.value for s in State}
-
-
-def _text(value: Any) -> str | None:
-    return None if (value := getattr(value, "value", value)) is None else str(value)
-
-
-def _number(value: Any) -> float | None:
-    raw = getattr(value, "value", value)
-    try:
-        return None if raw is None or isinstance(raw, bool) else float(raw)
-    except (TypeError, ValueError):
-        return None
-
-
-def _moment(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
-@dataclass(frozen=True)
-class StoredRow:
-    """A row as read: its columns (keys included) and the ETag a conditional write needs."""
-
-    entity: dict[str, Any]
-    etag: str | None
-
-
-@dataclass(frozen=True)
-class RowWrite:
-    """One write of a transaction: `update` merges if the row is unchanged since `etag` was read;
-    `upsert` merges whatever is there (adoption: the trigger's insert may land before or after)."""
-
-    kind: Literal["update", "upsert"]
-    entity: dict[str, Any]
-    etag: str | None = None
-
-
-class RowChanged(Exception):
-    """A conditional write found the row changed (or gone) since it was read."""
 
 
 def _stored(entity: Any) -> StoredRow:
