@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from azure.batch import BatchClient
@@ -60,38 +60,6 @@ _ORIGIN_FIELDS = ["id", "displayName", "creationTime", "outputFiles"]
 _NODE_FIELDS = ["id", "state", "errors", "startTaskInfo"]
 _PAGE = 1000           # the service's maximum maxresults for list tasks
 _MAX_REMOVE = 100      # nodes per remove-nodes request
-
-
-class SubmitBatch(Protocol):
-    def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome: ...
-
-    def terminate_task(self, task_id: str) -> bool: ...
-
-
-class TimerBatch(Protocol):
-    def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]: ...
-
-    def list_completed_before(self, cutoff: datetime, limit: int) -> list[TaskSnapshot]: ...
-
-    def task_origin(self, task_id: str) -> TaskOrigin | None: ...
-
-    def task_counts(self) -> TaskCounts | None: ...
-
-    def delete_task(self, task_id: str) -> bool: ...
-
-    def get_pool(self) -> PoolView | None: ...
-
-    def with_nodes(self, view: PoolView) -> tuple[PoolView, tuple[NodeView, ...]]: ...
-
-    def disable_autoscale(self) -> None: ...
-
-    def enable_autoscale(self) -> None: ...
-
-    def resize(self, target: int) -> None: ...
-
-    def stop_resize(self) -> None: ...
-
-    def remove_nodes(self, node_ids: tuple[str, ...]) -> None: ...
 
 
 def odata_datetime(moment: datetime) -> str:

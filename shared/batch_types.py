@@ -7,8 +7,10 @@ see an SDK type (and their tests never need one).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from azure.batch import models as batch_models
 from azure.core.exceptions import HttpResponseError
@@ -213,3 +215,37 @@ def mark_bad_nodes(view: PoolView, nodes: tuple[NodeView, ...]) -> PoolView:
                         current_nodes=snap.current_nodes, target_nodes=snap.target_nodes,
                         task_slots_per_node=snap.task_slots_per_node, bad_node_ids=tuple(n.node_id for n in bad))
     return PoolView(snap, view.errors + node_errors, view.autoscale_results)
+
+
+# -- what the submit path and the timer need of Batch (shared/batch.AzureBatch implements both) ------
+
+class SubmitBatch(Protocol):
+    def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome: ...
+
+    def terminate_task(self, task_id: str) -> bool: ...
+
+
+class TimerBatch(Protocol):
+    def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]: ...
+
+    def list_completed_before(self, cutoff: datetime, limit: int) -> list[TaskSnapshot]: ...
+
+    def task_origin(self, task_id: str) -> TaskOrigin | None: ...
+
+    def task_counts(self) -> TaskCounts | None: ...
+
+    def delete_task(self, task_id: str) -> bool: ...
+
+    def get_pool(self) -> PoolView | None: ...
+
+    def with_nodes(self, view: PoolView) -> tuple[PoolView, tuple[NodeView, ...]]: ...
+
+    def disable_autoscale(self) -> None: ...
+
+    def enable_autoscale(self) -> None: ...
+
+    def resize(self, target: int) -> None: ...
+
+    def stop_resize(self) -> None: ...
+
+    def remove_nodes(self, node_ids: tuple[str, ...]) -> None: ...

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .batch import PoolActionRefused, TimerBatch
+from .batch_types import PoolActionRefused, TimerBatch
 from .batch_types import NodeView, PoolView
 from .log import event, get_logger
 from .scaling import (

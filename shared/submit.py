@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from . import naming
 from .access import NodeAccess
-from .batch import SubmitBatch
+from .batch_types import SubmitBatch
 from .batch_types import AddOutcome, TaskRejected
 from .clock import Clock, utc_now
 from .ledger import LedgerRow, State

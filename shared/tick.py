@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .batch import TimerBatch
+from .batch_types import TimerBatch
 from .batch_types import TaskCounts
 from .cleanup import CompletedTaskCleanup, HygieneResult
 from .clock import utc_now
