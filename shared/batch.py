@@ -124,6 +124,21 @@ class AzureBatch:
                 raise TaskRejected(error_code(exc), scrub(str(detail).splitlines()[0] if detail else "")) from exc
             raise BatchUnavailable(f"create task failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
+    # -- the standing job ------------------------------------------------------------------------------
+    def job_state(self) -> str | None:
+        """'active', 'disabled', 'terminating', 'completed', 'deleting'...; None when there is no job."""
+        try:
+            return batch_types.enum_text(self._client.get_job(self.job_id, select=["id", "state"]).state)
+        except ResourceNotFoundError:
+            return None
+
+    def delete_job(self) -> None:
+        """Delete the job (and its tasks): one DELETE (202); the public begin_delete_job would poll for minutes."""
+        try:
+            self._send("DELETE", f"/jobs/{quote(self.job_id, safe='')}")
+        except HttpResponseError as exc:
+            raise BatchUnavailable(f"delete job failed: HTTP {exc.status_code} {error_code(exc)}") from exc
+
     def terminate_task(self, task_id: str) -> bool:
         """Stop a queued or running task; False when it already completed or no longer exists.
 
@@ -209,6 +224,13 @@ class AzureBatch:
         except ResourceNotFoundError:
             return None
 
+    def task(self, task_id: str) -> TaskSnapshot | None:
+        """One task as the reconciler reads it, or None when it (or its job) no longer exists."""
+        try:
+            return batch_types.task_snapshot(self._client.get_task(self.job_id, task_id, select=_TASK_FIELDS))
+        except ResourceNotFoundError:
+            return None
+
     def task_state(self, task_id: str) -> str | None:
         """The task's state ('active', 'running', 'completed'...), or None when it (or the job) is gone."""
         try:
@@ -286,12 +308,11 @@ class AzureBatch:
         body = {"nodeList": list(node_ids[:_MAX_REMOVE]), "nodeDeallocationOption": "requeue"}
         self._pool_call("remove_nodes", lambda: self._post_to_pool("removenodes", body))
 
-    def _post_to_pool(self, operation: str, body: dict[str, Any] | None) -> None:
-        """POST {endpoint}/pools/{id}/{operation}: the documented REST call, through the client's pipeline
-        (auth, retries, logging); a non-202 answer raises like the SDK's own operations do."""
+    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        """A documented REST call (`path` under the account endpoint) through the client's pipeline (auth,
+        retries, logging); any answer but 202 raises like the SDK's own operations do."""
         headers = {"accept": "application/json", **({"content-type": _JSON} if body is not None else {})}
-        request = HttpRequest("POST", f"/pools/{quote(self.pool_id, safe='')}/{operation}",
-                              params={"api-version": API_VERSION}, json=body, headers=headers)
+        request = HttpRequest(method, path, params={"api-version": API_VERSION}, json=body, headers=headers)
         response = self._client.send_request(request)
         if response.status_code != 202:
             try:
@@ -299,6 +320,9 @@ class AzureBatch:
             except ValueError:
                 model = None
             raise HttpResponseError(response=response, model=model)
+
+    def _post_to_pool(self, operation: str, body: dict[str, Any] | None) -> None:
+        self._send("POST", f"/pools/{quote(self.pool_id, safe='')}/{operation}", body)
 
     def _pool_call(self, operation: str, call: Callable[[], None]) -> None:
         try:

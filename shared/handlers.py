@@ -13,11 +13,19 @@ from .trigger import blob_version
 
 
 def on_blob(client: BlobClient) -> Outcome:
-    """Blob trigger: one blob version -> one task (or a skipped/rejected row)."""
+    """Blob trigger: one blob version -> one task (or a skipped/rejected row).
+
+    Bad input never raises (it gets a row). What raises is the infrastructure (Batch or storage unreachable
+    after the SDK's retries): the upload is then remembered for the timer before the host gets the failure,
+    so it is submitted by the first tick after the service is back, whatever the host's retries do."""
     service = runtime.get_service()
-    version = blob_version(client)
-    service.ensure_output_containers()
-    return service.submitter.handle(version)
+    try:
+        version = blob_version(client)
+        service.ensure_output_containers()
+        return service.submitter.handle(version)
+    except Exception as exc:
+        service.pending.remember(client.container_name, client.blob_name, exc)
+        raise
 
 
 def on_timer(timer: Any) -> TickReport:

@@ -44,6 +44,12 @@ def task_id(blob_name: str, etag: str) -> str:
     return f"{readable_prefix(blob_name)}-{suffix}"
 
 
+def name_key(container: str, blob_name: str) -> str:
+    """A table key for a blob by name alone (any version): readable prefix + hash of container and name."""
+    digest = hashlib.sha256(f"{container}/{blob_name}".encode("utf-8", "surrogatepass")).digest()
+    return f"{readable_prefix(blob_name)}-{base64.b32encode(digest).decode('ascii').lower()[:HASH_CHARS]}"
+
+
 def readable_prefix(blob_name: str) -> str:
     """An ASCII, Batch-legal rendering of the name without its last extension (ü -> u, '/' -> '_')."""
     stem = _strip_last_extension(blob_name)

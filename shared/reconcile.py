@@ -30,10 +30,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from .batch_types import TaskOrigin, TaskSnapshot
-from .ledger import MAX_TRANSACTION, Col, Ledger, RowWrite, State, StoredRow
+from .ledger import FINAL_STATES, MAX_TRANSACTION, Col, Ledger, LedgerRow, RowWrite, State, StoredRow
 from .log import event, get_logger, redact_url
 from .naming import printable_name
-from .task_columns import ledger_state, later, ms, same, task_fields
+from .task_columns import RESUBMIT_LIMIT, ledger_state, later, ms, retry_reason, same, task_fields
 
 _log = get_logger("reconcile")
 
@@ -68,6 +68,9 @@ class ReconcileResult:
     seen_running: int = 0
     newly_succeeded: int = 0
     newly_failed: int = 0
+    # Failed for the infrastructure's reasons (task_columns.retry_reason): the row stays unfinished and the
+    # tick adds the task again (shared/recovery.py).
+    to_resubmit: list[TaskSnapshot] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -135,6 +138,11 @@ class Reconciler:
               watermark=result.watermark_after.isoformat() if result.watermark_after else None)
         return result
 
+    def rows_of(self, tasks: Sequence[TaskSnapshot]) -> dict[str, LedgerRow]:
+        """The current rows of these tasks (for a re-add, which writes conditionally on them)."""
+        return {key: LedgerRow.from_entity(row.entity, row.etag)
+                for key, row in self._ledger.read_rows([t.task_id for t in tasks]).items()}
+
     def repair(self, tasks: Sequence[TaskSnapshot]) -> ReconcileResult:
         """Bring these tasks' rows up to date now, whatever this process believes it wrote before."""
         self.forget(t.task_id for t in tasks)
@@ -189,6 +197,10 @@ class Reconciler:
         if ledger_state(task) is State.FAILED and row.entity.get(Col.STATE) == State.FAILED.value \
                 and same(known_time, task.state_transition_time):
             return None  # final and recorded: do not re-read the log
+        if retry_reason(task) is not None and (row.entity.get(Col.RESUBMITS) or 0) < RESUBMIT_LIMIT \
+                and row.entity.get(Col.STATE) not in FINAL_STATES:
+            result.to_resubmit.append(task)
+            return None
         fields = self._fields(task, row.entity.get(Col.OUTPUT_NAME))
         if all(same(row.entity.get(k), v) for k, v in fields.items()):
             return None

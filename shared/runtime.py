@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +29,10 @@ from .clients import Clients, build_clients
 from .clock import utc_now
 from .failure_logs import BlobFailureLog
 from .ledger import Ledger
+from .liveness import LivenessAudit
 from .log import event, get_logger
 from .reconcile import Reconciler
+from .recovery import PendingUploads, Resubmitter
 from .scaling import ScalingPolicy
 from .settings import Settings, TimerSettings
 from .status import StatusStore
@@ -67,6 +70,16 @@ class Service:
                 event(_log, logging.WARNING, "storage.container_check_skipped", container=name,
                       error=getattr(exc, "error_code", None) or "403")
         self._containers_ready = True
+
+    def reset_containers(self) -> None:
+        """A task found a container missing: forget that ours were made, and make them again."""
+        self._containers_ready = False
+        self.ensure_output_containers()
+
+    @cached_property
+    def pending(self) -> PendingUploads:
+        return PendingUploads(ledger=self.ledger, submitter=self.submitter, blob_service=self.clients.blob_service,
+                              ensure_containers=self.ensure_output_containers, clock=utc_now)
 
 
 def build_service(settings: Settings, client_options: Mapping[str, Any] | None = None) -> Service:
@@ -110,9 +123,17 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
                       submit=service.submitter.handle, clock=clock, min_age=settings.sweep_min_age)
     policy = ScalingPolicy(max_nodes=app.max_nodes, idle_grace=settings.idle_grace,
                            autoscale_handback=settings.autoscale_handback)
+    resubmitter = Resubmitter(ledger=service.ledger, submitter=service.submitter, blob_service=clients.blob_service,
+                              delete_task=service.batch.delete_task, terminate_task=service.batch.terminate_task,
+                              reset_containers=service.reset_containers, clock=clock)
+    pending = PendingUploads(ledger=service.ledger, submitter=service.submitter, blob_service=clients.blob_service,
+                             ensure_containers=service.ensure_output_containers, clock=clock)  # the tick's clock
+    audit = LivenessAudit(ledger=service.ledger, tasks=service.batch, reconciler=reconciler, resubmitter=resubmitter,
+                          clock=clock)
     return TimerService(settings=settings, policy=policy, monitor=service.batch, reconciler=reconciler,
                         cleanup=cleanup, status=StatusStore(service.ledger, heartbeat=settings.status_heartbeat),
-                        sweeper=sweeper, pool_id=app.pool_id, job_id=app.job_id,
+                        sweeper=sweeper, job=service.batch, resubmitter=resubmitter, pending=pending, audit=audit,
+                        pool_id=app.pool_id, job_id=app.job_id,
                         ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep)
 
 

@@ -17,10 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .batch_types import NodeView, TaskCounts
+from .job_health import JobHealth
+from .liveness import AuditResult
 from .ledger import Ledger
 from .log import event, get_logger
 from .pool_scaler import ScalingOutcome, describe
 from .reconcile import ReconcileResult
+from .recovery import PendingResult
 from .scaling import ScalingMemory
 from .sweep import SweepResult
 
@@ -67,6 +70,10 @@ class StatusRecord:
     ReplacementsInWindow: int = 0
     LastSweepAt: datetime | None = None
     SweepWatermark: datetime | None = None
+    JobState: str | None = None          # the standing job as Batch reported it ("missing": no job)
+    JobHealing: str | None = None        # the last thing the tick did about the job, if anything
+    PendingSince: datetime | None = None  # set by a trigger that failed: markers wait in `~pending`
+    AuditCursor: str | None = None       # where the liveness audit resumes
     LastChangeAt: datetime | None = None
     LastTickAt: datetime | None = None
 
@@ -144,7 +151,9 @@ class StatusStore:
         # Conflict: another tick wrote since our read. Re-read, keep its counters plus ours, write once more.
         fresh = self.load()
         merged = replace(new, LedgerSucceeded=fresh.record.LedgerSucceeded + increments.succeeded,
-                         LedgerFailed=fresh.record.LedgerFailed + increments.failed)
+                         LedgerFailed=fresh.record.LedgerFailed + increments.failed,
+                         PendingSince=_newer_flag(fresh.record.PendingSince, loaded.record.PendingSince,
+                                                  new.PendingSince))
         return self._write(merged, fresh.etag)
 
     def _write(self, record: StatusRecord, etag: str | None) -> bool:
@@ -152,6 +161,13 @@ class StatusStore:
             return True
         event(_log, logging.INFO, "status.write_conflict")
         return False
+
+
+def _newer_flag(fresh: datetime | None, loaded: datetime | None, ours: datetime | None) -> datetime | None:
+    """A trigger that failed after this tick read the status row set the flag anew: keep it for the next tick."""
+    if fresh is not None and (loaded is None or fresh > loaded):
+        return fresh
+    return ours
 
 
 def _add(record: StatusRecord, inc: Increments) -> StatusRecord:
@@ -204,4 +220,17 @@ def after_tick(old: StatusRecord, *, errors: list[str], reconcile: ReconcileResu
                 event(_log, logging.WARNING, "pool.errors", pool_id=pool_id, errors="; ".join(errors))
     if sweep is not None and sweep.cutoff is not None:
         r = replace(r, LastSweepAt=now, SweepWatermark=sweep.cutoff)
+    return r
+
+
+def with_healing(r: StatusRecord, *, job: JobHealth | None, pending: PendingResult | None,
+                 audit: AuditResult | None, now: datetime) -> StatusRecord:
+    """The self-healing part of the status row: the job's state, pending uploads, the audit's place."""
+    if job is not None:
+        r = replace(r, JobState=job.state,
+                    JobHealing=f"{now:%Y-%m-%d %H:%M:%S}Z {job.action}" if job.action else r.JobHealing)
+    if pending is not None and pending.all_handled:
+        r = replace(r, PendingSince=None)
+    if audit is not None:
+        r = replace(r, AuditCursor=audit.cursor)
     return r

@@ -90,18 +90,24 @@ class Submitter:
             return self._not_submitted(blob, row_key, State.REJECTED, "zero-byte blob")
         return self._submit(blob, row_key)
 
-    def _submit(self, blob: BlobVersion, task_id: str) -> Outcome:
+    def add_task(self, blob: BlobVersion) -> AddOutcome:
+        """Add (or add again) the task of a valid MP4 version, with fresh storage access; no ledger write.
+        Raises TaskRejected when Batch refuses the task itself."""
         assert blob.etag is not None
-        request = TaskRequest(task_id=task_id, input_container=blob.container, input_name=blob.name,
-                              input_etag=blob.etag, output_name=naming.output_name(blob.name))
-        task = build_task(request, self._access.for_blob(blob.container, blob.name), self._limits)
+        request = TaskRequest(task_id=naming.task_id(blob.name, blob.etag), input_container=blob.container,
+                              input_name=blob.name, input_etag=blob.etag, output_name=naming.output_name(blob.name))
+        return self._batch.add_task(build_task(request, self._access.for_blob(blob.container, blob.name),
+                                               self._limits))
+
+    def _submit(self, blob: BlobVersion, task_id: str) -> Outcome:
         try:
-            added = self._batch.add_task(task)
+            added = self.add_task(blob)
         except TaskRejected as exc:
             return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
-        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, request.output_name, task_id))
+        output_name = naming.output_name(blob.name)
+        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id))
         event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
-              etag=blob.etag, size=blob.size, output_name=request.output_name, task=added.value,
+              etag=blob.etag, size=blob.size, output_name=output_name, task=added.value,
               ledger_row="inserted" if written else "existing")
         if blob.overwrite:
             self._supersede_older_versions(blob, task_id)

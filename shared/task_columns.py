@@ -12,6 +12,15 @@ from .ledger import FINAL_STATES, Col, State
 from .log import scrub
 
 _MAX_TEXT = 1024             # failure texts kept short: a row must stay readable
+# The app re-adds a file's task itself at most this often (vanished task, refused access, missing container).
+RESUBMIT_LIMIT = 3
+# Failures that are the infrastructure's, not the file's: the task is added again with fresh access.
+_RETRYABLE = {
+    "BlobAccessDenied": "the node's access to the input was refused (expired or revoked SAS)",
+    "FileUploadAccessDenied": "the node's access to an output container was refused (expired or revoked SAS)",
+    "FileUploadContainerNotFound": "an output container was missing when the task uploaded",
+    "FileUploadMiscError": "the node could not upload the output",
+}
 
 
 def ledger_state(task: TaskSnapshot) -> State:
@@ -93,3 +102,10 @@ def row_final_for(entity: dict[str, Any] | None, task: TaskSnapshot) -> bool:
     known = entity.get(Col.TASK_STATE_TIME)
     return known is not None and task.state_transition_time is not None \
         and ms(known) >= ms(task.state_transition_time)
+
+
+def retry_reason(task: TaskSnapshot) -> str | None:
+    """Why a failed task should run again instead of failing its file, or None when the failure is the file's."""
+    if ledger_state(task) is not State.FAILED or task.failure is None or task.failure.code is None:
+        return None
+    return _RETRYABLE.get(task.failure.code)

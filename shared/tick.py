@@ -1,11 +1,15 @@
 """The timer tick: a short list of phases, each isolated from the others' failures.
 
-1. status_load   the status row (scaling memory, maintenance cadence)
-2. reconcile     changed tasks -> ledger rows
-3. maintenance   when due: output containers, missed-upload sweep, completed-task cleanup
-4. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
-5. scaling       rounds of read pool -> decide -> act
-6. status_save   the status row, assembled from what this tick saw
+1. status_load   the status row (scaling memory, maintenance cadence, audit cursor)
+2. job           the standing job's state; a completed job is deleted so the next task recreates it
+3. reconcile     changed tasks -> ledger rows
+4. maintenance   when due: output containers, missed-upload sweep, completed-task cleanup
+5. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
+6. scaling       rounds of read pool -> decide -> act
+7. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
+                 failed (shared/recovery.py)
+8. audit         one bounded page of unfinished rows checked against Batch (shared/liveness.py)
+9. status_save   the status row, assembled from what this tick saw
 
 A failing phase is logged and recorded in the status row but does not stop the later ones - above
 all, a ledger outage never stops the pool from waking or parking. The entry point raises `TickFailed`
@@ -31,13 +35,17 @@ from .batch_types import TimerBatch
 from .batch_types import TaskCounts
 from .cleanup import CompletedTaskCleanup, HygieneResult
 from .clock import utc_now
+from .job_health import JobHealth, StandingJob, check_job
+from .liveness import AuditResult, LivenessAudit
 from .log import event, get_logger
 from .pool_scaler import BatchPoolControl, ScalingOutcome, scale_pool
 from .reconcile import ReconcileResult, Reconciler
+from .recovery import PendingResult, PendingUploads, Redo, Resubmitter
 from .scaling import ScalingPolicy, WorkSnapshot
 from .settings import TimerSettings
-from .status import Increments, LoadedStatus, StatusRecord, StatusStore, after_tick
+from .status import Increments, LoadedStatus, StatusRecord, StatusStore, after_tick, with_healing
 from .sweep import Sweeper, SweepResult
+from .task_columns import retry_reason
 
 _log = get_logger("timer")
 
@@ -54,6 +62,10 @@ class TickReport:
     hygiene: HygieneResult | None = None
     counts: TaskCounts | None = None
     scaling: ScalingOutcome | None = None
+    job: JobHealth | None = None
+    resubmitted: int = 0
+    pending: PendingResult | None = None
+    audit: AuditResult | None = None
     status_written: bool = False
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -68,6 +80,10 @@ class TimerService:
     cleanup: CompletedTaskCleanup
     status: StatusStore
     sweeper: Sweeper
+    job: StandingJob
+    resubmitter: Resubmitter
+    pending: PendingUploads
+    audit: LivenessAudit
     pool_id: str
     job_id: str
     ensure_containers: Callable[[], None]
@@ -91,6 +107,7 @@ class TimerService:
 
         loaded = _guard(report, "status_load", self.status.load) or LoadedStatus(StatusRecord(), None)
         record = loaded.record
+        report.job = _guard(report, "job", lambda: check_job(self.job))
         report.reconcile = _guard(report, "reconcile", self.reconciler.run)
         if _due(record.LastSweepAt, now, self.settings.sweep_interval):
             self._maintenance(report, record)
@@ -102,9 +119,16 @@ class TimerService:
             report.scaling = _guard(report, "scaling", lambda: scale_pool(
                 control, work, record.memory, self.policy, self.clock, self.sleep))
 
+        if report.reconcile is not None and report.reconcile.to_resubmit:
+            _guard(report, "recovery", lambda: self._resubmit_failed(report))
+        if record.PendingSince is not None:
+            report.pending = _guard(report, "pending", self.pending.retry)
+        report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
+
         new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
                                 scaling=report.scaling, sweep=report.sweep, nodes=control.nodes,
                                 pool_id=self.pool_id, job_id=self.job_id, now=now)
+        new_record = with_healing(new_record, job=report.job, pending=report.pending, audit=report.audit, now=now)
         increments = Increments(report.reconcile.newly_succeeded, report.reconcile.newly_failed) \
             if report.reconcile else Increments()
         report.status_written = bool(_guard(report, "status_save",
@@ -112,6 +136,16 @@ class TimerService:
         report.seconds = round(time.monotonic() - started, 3)
         self._log(report, new_record)
         return report
+
+    def _resubmit_failed(self, report: TickReport) -> None:
+        """Tasks the reconciler held back (failed for the infrastructure's reasons): add them again."""
+        assert report.reconcile is not None
+        rows = self.reconciler.rows_of(report.reconcile.to_resubmit)
+        for task in report.reconcile.to_resubmit:
+            row = rows.get(task.task_id)
+            if row is not None and self.resubmitter.redo(row, retry_reason(task) or "", task_exists=True) \
+                    is Redo.RESUBMITTED:
+                report.resubmitted += 1
 
     def _maintenance(self, report: TickReport, record: StatusRecord) -> None:
         _guard(report, "containers", self.ensure_containers)

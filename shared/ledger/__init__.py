@@ -8,7 +8,8 @@ One row per input blob version, readable in Storage Explorer.
   typing the start of its name as a RowKey prefix; the full name is in `InputName`.
 - The service's status row (`summary`) and the reconcile watermark (`watermark`) live apart, in
   partition `STATUS_PARTITION` ('~' is not a legal Batch id character, so it can never equal a job
-  id, and it sorts last).
+  id, and it sorts last). Partition `~pending` holds a marker per upload whose trigger could not reach
+  Batch or storage; the tick retries them.
 
 Writes at submit are insert-only (a late `queued` must never replace `succeeded`); every later write
 is conditional on the ETag read (or an upsert-merge for adoption), so concurrent writers cannot
@@ -20,6 +21,7 @@ from __future__ import annotations
 from .schema import (
     FINAL_STATES,
     MAX_TRANSACTION,
+    PENDING_PARTITION,
     STATUS_PARTITION,
     SUMMARY_ROW,
     WATERMARK_ROW,
@@ -32,5 +34,5 @@ from .schema import (
 )
 from .table import Ledger
 
-__all__ = ["FINAL_STATES", "MAX_TRANSACTION", "STATUS_PARTITION", "SUMMARY_ROW", "WATERMARK_ROW", "Col", "Ledger",
+__all__ = ["FINAL_STATES", "MAX_TRANSACTION", "PENDING_PARTITION", "STATUS_PARTITION", "SUMMARY_ROW", "WATERMARK_ROW", "Col", "Ledger",
            "LedgerRow", "RowChanged", "RowWrite", "State", "StoredRow"]

@@ -16,6 +16,8 @@ from azure.data.tables import EdmType, EntityProperty
 STATUS_PARTITION = "~status"
 SUMMARY_ROW = "summary"
 WATERMARK_ROW = "watermark"
+# Uploads whose trigger failed (Batch or storage unreachable): one marker each, retried by the tick.
+PENDING_PARTITION = "~pending"
 MAX_TRANSACTION = 100        # entity-group transaction limit (one partition)
 
 
@@ -62,6 +64,14 @@ class Col:
     DURATION_SECONDS = "DurationSeconds"
     OUTPUT_URL = "OutputUrl"
     ADOPTED_AT = "AdoptedAt"           # a task the ledger had no row for (adopted by the reconciler)
+    # Written when the app re-adds a file's task itself (vanished task, expired access, missing container):
+    RESUBMITS = "Resubmits"
+    RESUBMIT_REASON = "ResubmitReason"
+    # A pending marker's columns (partition PENDING_PARTITION); INPUT_CONTAINER / INPUT_NAME name the blob:
+    FAILED_AT = "FailedAt"
+    ERROR = "Error"
+    # The status row's flag that markers exist (set by the trigger, cleared by the tick that handled them):
+    PENDING_SINCE = "PendingSince"
     # The watermark row's one column:
     WATERMARK = "Watermark"
 
@@ -93,6 +103,7 @@ class LedgerRow:
     failure_message: str | None = None
     ffmpeg_error: str | None = None     # the reason read from the task's uploaded log
     retries: int | None = None
+    resubmits: int = 0
     etag: str | None = field(default=None, repr=False, compare=False)
 
     def to_entity(self) -> dict[str, Any]:
@@ -130,6 +141,7 @@ class LedgerRow:
         if duration is None and started is not None and ended is not None:
             duration = (ended - started).total_seconds()
         size, exit_code, retries = number(Col.INPUT_SIZE), number(Col.EXIT_CODE), number(Col.RETRIES)
+        resubmits = number(Col.RESUBMITS)
         state = text(Col.STATE) or ""
         return cls(
             job_id=str(entity.get("PartitionKey", "")), row_key=str(entity.get("RowKey", "")),
@@ -142,7 +154,8 @@ class LedgerRow:
             duration_seconds=duration, exit_code=int(exit_code) if exit_code is not None else None,
             failure_category=text(Col.FAILURE_CATEGORY), failure_code=text(Col.FAILURE_CODE),
             failure_message=text(Col.FAILURE_MESSAGE), ffmpeg_error=text(Col.FFMPEG_ERROR),
-            retries=int(retries) if retries is not None else None, etag=etag)
+            retries=int(retries) if retries is not None else None,
+            resubmits=int(resubmits) if resubmits is not None else 0, etag=etag)
 
 
 _STATES = {s.value for s in State}

@@ -19,6 +19,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from .schema import (
     MAX_TRANSACTION,
+    PENDING_PARTITION,
     STATUS_PARTITION,
     SUMMARY_ROW,
     WATERMARK_ROW,
@@ -107,6 +108,48 @@ class Ledger:
             return True
         except ResourceNotFoundError:
             return False
+
+    def unfinished_page(self, cursor: dict[str, str] | None, size: int) -> tuple[list[LedgerRow], dict[str, str] | None]:
+        """One page of this job's rows still queued or running, from `cursor` (None: the start); the cursor of
+        the next page, None after the last. The service bounds each page's work, so one call is bounded too."""
+        query = (f"PartitionKey eq @pk and ({Col.STATE} eq '{State.QUEUED.value}' "
+                 f"or {Col.STATE} eq '{State.RUNNING.value}')")
+        try:
+            pages = self._table.query_entities(query, parameters={"pk": self.job_id}, results_per_page=size).by_page(
+                continuation_token=cursor)
+            page = [LedgerRow.from_entity(e, e.metadata.get("etag")) for e in next(pages, [])]
+            return page, pages.continuation_token
+        except ResourceNotFoundError:
+            return [], None
+
+    # -- uploads whose trigger failed -----------------------------------------------------------------
+    def remember_pending(self, key: str, container: str, name: str, error: str, now: datetime) -> None:
+        """Insert or refresh the marker of an upload the trigger could not submit."""
+        entity = {"PartitionKey": PENDING_PARTITION, "RowKey": key, Col.INPUT_CONTAINER: container,
+                  Col.INPUT_NAME: name, Col.ERROR: error[:1024], Col.FAILED_AT: now}
+        try:
+            self._table.upsert_entity(entity)
+        except ResourceNotFoundError:
+            self._create_table()
+            self._table.upsert_entity(entity)
+
+    def flag_pending(self, now: datetime) -> None:
+        """Tell the timer there are markers: one column merged into the status row it reads every tick, so
+        a tick with nothing pending costs no read of the markers."""
+        self._table.upsert_entity({"PartitionKey": STATUS_PARTITION, "RowKey": SUMMARY_ROW, Col.PENDING_SINCE: now},
+                                  mode=UpdateMode.MERGE)
+
+    def pending(self, limit: int) -> list[StoredRow]:
+        """Up to `limit` markers, oldest key first."""
+        rows = self.query("PartitionKey eq @pk", {"pk": PENDING_PARTITION})
+        return [row for _, row in zip(range(limit), rows)]
+
+    def forget_pending(self, key: str, etag: str | None) -> None:
+        """Drop a marker handled, unless the trigger failed again for it since it was read."""
+        try:
+            self._table.delete_entity(PENDING_PARTITION, key, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
 
     # -- writes -------------------------------------------------------------------------------------
     def commit(self, writes: Sequence[RowWrite]) -> str | None:

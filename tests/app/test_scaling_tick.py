@@ -11,7 +11,9 @@ import pytest
 from shared.batch_types import PoolView
 from shared.batch_types import TaskCounts
 from shared.cleanup import HygieneResult
+from shared.liveness import AuditResult
 from shared.reconcile import ReconcileResult
+from shared.recovery import PendingResult
 from shared.scaling import Allocation, PoolSnapshot, ScalingPolicy
 from shared.status import LoadedStatus, StatusRecord
 from shared.sweep import SweepResult
@@ -105,11 +107,35 @@ class FakeSweeper:
         return SweepResult(cutoff=T0 - timedelta(minutes=5))
 
 
+@dataclass
+class FakeJob:
+    job_id: str = "job"
+
+    def job_state(self):
+        return "active"
+
+
+@dataclass
+class FakePending:
+    def retry(self):
+        return PendingResult()
+
+
+@dataclass
+class FakeAudit:
+    cursors: list = field(default_factory=list)
+
+    def run(self, cursor):
+        self.cursors.append(cursor)
+        return AuditResult(cursor="next")
+
+
 def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0, cleanup=None) -> TimerService:
     return TimerService(settings=SETTINGS, policy=ScalingPolicy(max_nodes=4, idle_grace=SETTINGS.idle_grace,
                                                                 autoscale_handback=SETTINGS.autoscale_handback),
                         monitor=monitor or FakeMonitor(), reconciler=reconciler or FakeReconciler(),
-                        cleanup=cleanup or FakeCleanup(), status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
+                        cleanup=cleanup or FakeCleanup(), job=FakeJob(), resubmitter=None, pending=FakePending(),
+                        audit=FakeAudit(), status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
                         job_id="job", ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
 
 
