@@ -52,7 +52,8 @@ class AuditResult:
 
 class LivenessAudit:
     def __init__(self, *, ledger: Ledger, tasks: TaskLookup, reconciler: Reconciler, resubmitter: Resubmitter,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], min_age: timedelta = MIN_AGE) -> None:
+        self._min_age = min_age
         self._ledger = ledger
         self._tasks = tasks
         self._reconciler = reconciler
@@ -62,7 +63,7 @@ class LivenessAudit:
     def run(self, cursor: str | None) -> AuditResult:
         result = AuditResult()
         rows, next_cursor = self._ledger.unfinished_page(json.loads(cursor) if cursor else None, LOOKUPS_PER_TICK)
-        young = self._clock() - MIN_AGE
+        young = self._clock() - self._min_age
         for row in rows:
             if row.recorded_at is None or row.recorded_at > young:
                 continue

@@ -117,6 +117,18 @@ def task_directory(node_root: Path, job_id: str | None, task_id: str) -> Path:
     return node_root / "workitems" / job_id / "job-1" / task_id
 
 
+def set_aside(directory: Path) -> Path:
+    """Move a deleted task's (or job's) directory out of the way at once, under the scheduler's lock, and
+    return where it went for later removal: a task or job added again under the same id must get a fresh
+    directory, not one the trash collector deletes under it."""
+    aside = directory.with_name(f"{directory.name}.deleted-{os.urandom(4).hex()}")
+    try:
+        directory.rename(aside)
+    except FileNotFoundError:
+        return directory
+    return aside
+
+
 def http_source(resource_file: dict) -> str | None:
     """The single-file URL of a resource file. api-versions before 2018-12-01.8.0 call it `blobSource` (what
     azure-batch <= 5.x and the ffmpeg tutorial send); from then on it is `httpUrl`."""

@@ -31,7 +31,7 @@ from . import store
 from .backend import Backend, lifecycle, nodes as node_model
 from .backend.autoscaling import record_sample
 from .backend.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
-from .executor import StorageAccess, TaskLaunch, TaskOutcome, run_task, task_directory
+from .executor import StorageAccess, TaskLaunch, TaskOutcome, run_task, set_aside, task_directory
 from .meter import Meter
 from .timeutil import UNLIMITED_DURATION, iso, parse_duration, parse_iso, utcnow
 
@@ -517,7 +517,7 @@ class Scheduler:
                 continue
             for pool in self.s.pools.values():
                 for node in pool.nodes.values():
-                    trash.append(self.s.node_dir(pool.key, node.id) / "workitems" / job.id)
+                    trash.append(set_aside(self.s.node_dir(pool.key, node.id) / "workitems" / job.id))
             self.s.forget_job(job)
 
     def _expire_jobs(self, now: datetime) -> None:

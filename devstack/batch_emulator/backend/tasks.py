@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, ids, odata
-from ..executor import resource_file_problem, task_directory
+from ..executor import resource_file_problem, set_aside, task_directory
 from ..timeutil import UNLIMITED_DURATION, iso
 from . import lifecycle, validate as v
 from .records import JobRecord, TaskRecord
@@ -264,7 +264,7 @@ class TaskService:
             info = task.doc.get("nodeInfo") or {}
             if info.get("nodeId"):  # the task's files go with it
                 job = self._job(job_id)
-                self.s.trash.append(task_directory(self.s.node_dir(info["poolId"].lower(), info["nodeId"]),
-                                                   job.id, task.id))
+                self.s.trash.append(set_aside(task_directory(
+                    self.s.node_dir(info["poolId"].lower(), info["nodeId"]), job.id, task.id)))
             self.s.wake()
             return task

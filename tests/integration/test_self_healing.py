@@ -1,0 +1,198 @@
+"""Fault suite: each failure is injected into a running local stack (Azurite + the Batch emulator, the app's
+own trigger and timer code), and every upload must end in exactly one final row - with its MP3 where the
+input was good. Run alone with `./dev test -m faults -s` (each case prints uploads, final rows, MP3s and
+the ticks it took to converge).
+"""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from azure.core.rest import HttpRequest
+
+from shared import naming
+from shared.access import Containers, SasAccess
+from shared.batch import API_VERSION
+from shared.batch_types import BatchUnavailable
+from shared.ledger import Col, State
+from shared.liveness import LivenessAudit
+from shared.submit import Submitter, limits_from
+from shared.trigger import blob_version
+from tests.integration.test_timer import make_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+FINAL = (State.SUCCEEDED.value, State.FAILED.value, State.SKIPPED.value, State.REJECTED.value)
+
+
+@pytest.fixture
+def stack(storage_connection_string, batch_emulator_factory):
+    emulator = batch_emulator_factory(enable_autoscale_min_gap=timedelta(seconds=1), node_start_delay=0.3)
+    s = make_stack(storage_connection_string, emulator)
+    # The audit leaves rows younger than two minutes alone in production; here every row is old enough.
+    t = s.timer
+    t.audit = LivenessAudit(ledger=s.service.ledger, tasks=s.service.batch, reconciler=t.reconciler,
+                            resubmitter=t.resubmitter, clock=t.clock, min_age=timedelta(0))
+    yield s
+    s.service.clients.batch.close()
+    s.batch.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> bytes:
+    from devstack import media
+    return media.make_clip(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=1.0, video=False).read_bytes()
+
+
+def upload(stack, name: str, data: bytes) -> str:
+    stack.upload(name, data)
+    return naming.task_id(name, stack.blobs.get_blob_client(stack.settings.input_container, name)
+                          .get_blob_properties().etag)
+
+
+def rows(stack) -> list[dict]:
+    return list(stack.table.query_entities("PartitionKey eq @pk", parameters={"pk": stack.settings.job_id}))
+
+
+def converge(stack, names: list[str], what: str, timeout: float = 120.0) -> int:
+    """Tick until every uploaded name has exactly one final row; the number of ticks it took."""
+    ticks = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.tick()
+        ticks += 1
+        by_name: dict[str, list[str]] = {}
+        for row in rows(stack):
+            by_name.setdefault(row[Col.INPUT_NAME], []).append(row[Col.STATE])
+        if all(len(by_name.get(n, [])) == 1 and by_name[n][0] in FINAL for n in names):
+            return ticks
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not converged after {ticks} ticks: {by_name}")
+        time.sleep(0.2)
+
+
+def report(stack, case: str, names: list[str], ticks: int) -> dict[str, dict]:
+    final = {r[Col.INPUT_NAME]: r for r in rows(stack)}
+    mp3s = {b.name for b in stack.blobs.get_container_client(stack.settings.output_container).list_blobs()}
+    print(f"\n[faults] {case}: uploads={len(names)} final_rows={sum(1 for n in names if n in final)} "
+          f"mp3s={sum(1 for n in names if naming.output_name(n) in mp3s)} ticks_to_converge={ticks}")
+    return final
+
+
+def assert_all_converted(stack, final: dict[str, dict], names: list[str]) -> None:
+    mp3s = {b.name for b in stack.blobs.get_container_client(stack.settings.output_container).list_blobs()}
+    for name in names:
+        assert final[name][Col.STATE] == State.SUCCEEDED.value, final[name]
+        assert naming.output_name(name) in mp3s
+
+
+def test_task_deleted_while_queued_is_added_again(stack, clip):
+    names = [f"del/{i}.mp4" for i in range(3)]
+    ids = [upload(stack, n, clip) for n in names]
+    for n in names:
+        stack.trigger(n)
+    stack.batch.delete_task(stack.settings.job_id, ids[1])  # an operator's (or retention's) delete
+    ticks = converge(stack, names, "task deleted")
+    final = report(stack, "task deleted while queued", names, ticks)
+    assert_all_converted(stack, final, names)
+    assert final[names[1]][Col.RESUBMITS] == 1 and "vanished" in final[names[1]][Col.RESUBMIT_REASON]
+
+
+def test_task_deleted_and_input_deleted_ends_failed_with_the_reason(stack, clip):
+    task_id = upload(stack, "gone.mp4", clip)
+    stack.trigger("gone.mp4")
+    stack.batch.delete_task(stack.settings.job_id, task_id)
+    stack.blobs.get_blob_client(stack.settings.input_container, "gone.mp4").delete_blob()
+    ticks = converge(stack, ["gone.mp4"], "input deleted")
+    final = report(stack, "task and input deleted", ["gone.mp4"], ticks)
+    assert final["gone.mp4"][Col.STATE] == "failed"
+    assert final["gone.mp4"][Col.REASON].startswith("input deleted before it could be converted (task vanished")
+
+
+def test_job_deleted_mid_burst(stack, clip):
+    names = [f"jobdel/{i}.mp4" for i in range(4)]
+    for n in names[:2]:
+        upload(stack, n, clip)
+        stack.trigger(n)
+    stack.batch.begin_delete_job(stack.settings.job_id, polling_interval=0).result()  # the queued tasks go with it
+    for n in names[2:]:
+        upload(stack, n, clip)
+        stack.trigger(n)  # JobNotFound: the submit path creates the job again
+    ticks = converge(stack, names, "job deleted")
+    final = report(stack, "job deleted mid-burst", names, ticks)
+    assert_all_converted(stack, final, names)
+    assert all(final[n][Col.RESUBMITS] == 1 for n in names[:2])
+
+
+def test_job_terminated_mid_burst(stack, clip):
+    names = [f"jobterm/{i}.mp4" for i in range(4)]
+    for n in names[:2]:
+        upload(stack, n, clip)
+        stack.trigger(n)
+    # Terminate Job, as the REST reference documents it (the SDK's begin_terminate_job needs a private model).
+    terminated = stack.batch.send_request(HttpRequest(
+        "POST", f"/jobs/{stack.settings.job_id}/terminate", params={"api-version": API_VERSION},
+        json={"terminateReason": "operator"}))
+    assert terminated.status_code == 202
+    for n in names[2:]:
+        upload(stack, n, clip)
+        with pytest.raises(BatchUnavailable, match="JobCompleted"):
+            stack.trigger(n)  # the host would retry, then poison; the upload is remembered for the timer
+    assert stack.status()["PendingSince"] is not None
+    ticks = converge(stack, names, "job terminated")
+    final = report(stack, "job terminated mid-burst", names, ticks)
+    assert_all_converted(stack, final, names)
+    status = stack.status()
+    assert status["JobState"] == "active" and "deleted" in status["JobHealing"] and "PendingSince" not in status
+
+
+def test_sas_expired_while_the_pool_was_parked(stack, clip):
+    # Tasks minted with a 1 s SAS wait for a node longer than that: the first try is refused by storage.
+    s = stack.service
+    short = SasAccess(s.clients.blob_service, Containers(s.settings.output_container, s.settings.logs_container),
+                      timedelta(seconds=1))
+    submitter = Submitter(batch=s.batch, ledger=s.ledger, access=short, job_id=s.settings.job_id,
+                          limits=limits_from(2, 0, 60))
+    names = [f"sas/{i}.mp4" for i in range(2)]
+    s.ensure_output_containers()
+    for n in names:
+        upload(stack, n, clip)
+        submitter.handle(blob_version(stack.blobs.get_blob_client(s.settings.input_container, n)))
+    time.sleep(2.5)
+    ticks = converge(stack, names, "sas expired")
+    final = report(stack, "SAS expired while parked", names, ticks)
+    assert_all_converted(stack, final, names)
+    assert all(final[n][Col.RESUBMITS] == 1 and "SAS" in final[n][Col.RESUBMIT_REASON] for n in names)
+
+
+def test_output_container_deleted_before_the_upload(stack, clip):
+    names = [f"out/{i}.mp4" for i in range(2)]
+    for n in names:
+        upload(stack, n, clip)
+        stack.trigger(n)
+    stack.blobs.delete_container(stack.settings.output_container)
+    ticks = converge(stack, names, "output container deleted")
+    final = report(stack, "output container deleted", names, ticks)
+    assert_all_converted(stack, final, names)
+    assert all("container" in final[n][Col.RESUBMIT_REASON] for n in names)
+
+
+def test_batch_outage_uploads_are_submitted_by_the_first_tick_after_it(stack, clip):
+    names = [f"outage/{i}.mp4" for i in range(3)]
+    stack.emulator.set_faults(status=503, retryAfter=0, operations=["Task_Add"], count=1000)
+    try:
+        for n in names:
+            upload(stack, n, clip)
+            with pytest.raises(BatchUnavailable):
+                stack.trigger(n)
+        assert rows(stack) == []
+        stack.tick()  # still down: the markers stay
+        assert rows(stack) == []
+    finally:
+        stack.emulator.set_faults(count=0, rate=0)
+    stack.tick()  # the first tick after the service is back submits every remembered upload
+    assert sorted(r[Col.INPUT_NAME] for r in rows(stack)) == names
+    ticks = converge(stack, names, "batch outage")
+    final = report(stack, "Batch outage (Task_Add 503)", names, 1 + ticks)
+    assert_all_converted(stack, final, names)
