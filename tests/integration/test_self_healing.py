@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
 from shared import naming
@@ -52,7 +53,10 @@ def upload(stack, name: str, data: bytes) -> str:
 
 
 def rows(stack) -> list[dict]:
-    return list(stack.table.query_entities("PartitionKey eq @pk", parameters={"pk": stack.settings.job_id}))
+    try:
+        return list(stack.table.query_entities("PartitionKey eq @pk", parameters={"pk": stack.settings.job_id}))
+    except ResourceNotFoundError:  # no table yet: nothing was ever recorded
+        return []
 
 
 def converge(stack, names: list[str], what: str, timeout: float = 120.0) -> int:
@@ -196,3 +200,54 @@ def test_batch_outage_uploads_are_submitted_by_the_first_tick_after_it(stack, cl
     ticks = converge(stack, names, "batch outage")
     final = report(stack, "Batch outage (Task_Add 503)", names, 1 + ticks)
     assert_all_converted(stack, final, names)
+
+
+def test_batch_down_for_30_seconds_then_back(stack, clip):
+    """Every Batch operation answers 503 for 30 s (the timer keeps ticking meanwhile); the uploads made
+    during the outage are submitted by the first tick after it and converge."""
+    names = [f"down/{i}.mp4" for i in range(3)]
+    stack.emulator.set_faults(status=503, retryAfter=0, rate=1.0)
+    ended = time.monotonic() + 30
+    try:
+        for n in names:
+            upload(stack, n, clip)
+            with pytest.raises(BatchUnavailable):
+                stack.trigger(n)
+        while time.monotonic() < ended:
+            report_ = stack.tick()
+            assert report_.errors  # the timer notices, records it, and carries on
+            time.sleep(2)
+    finally:
+        stack.emulator.set_faults(count=0, rate=0)
+    stack.tick()
+    assert sorted(r[Col.INPUT_NAME] for r in rows(stack)) == names  # submitted by the first tick after
+    ticks = converge(stack, names, "30 s outage")
+    final = report(stack, "Batch down 30 s", names, 1 + ticks)
+    assert_all_converted(stack, final, names)
+
+
+def test_trigger_dies_between_adding_the_task_and_writing_its_row(stack, clip):
+    """The host is killed mid-invocation after Batch accepted the task: no row was written and the host never
+    fires again. The reconciler adopts the task from Batch, and the file still ends in one final row."""
+    class Killed(BaseException):
+        pass
+
+    class DyingLedger:
+        def record(self, row):
+            raise Killed()
+
+        def in_flight_versions(self, *args):
+            return []
+
+    s = stack.service
+    dying = Submitter(batch=s.batch, ledger=DyingLedger(), access=s.access, job_id=s.settings.job_id,
+                      limits=limits_from(2, 0, 60))
+    s.ensure_output_containers()
+    upload(stack, "killed.mp4", clip)
+    with pytest.raises(Killed):
+        dying.handle(blob_version(stack.blobs.get_blob_client(s.settings.input_container, "killed.mp4")))
+    assert rows(stack) == []
+    ticks = converge(stack, ["killed.mp4"], "host killed")
+    final = report(stack, "host killed mid-invocation", ["killed.mp4"], ticks)
+    assert_all_converted(stack, final, ["killed.mp4"])
+    assert final["killed.mp4"][Col.ADOPTED_AT]
