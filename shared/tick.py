@@ -4,10 +4,10 @@
 2. job           the standing job's state; a completed job is deleted so the next task recreates it
 3. reconcile     changed tasks -> ledger rows
 4. maintenance   when due: output containers, missed-upload sweep, completed-task cleanup
-5. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
-6. scaling       rounds of read pool -> decide -> act
-7. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
-                 failed (shared/recovery.py)
+5. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
+                 failed (shared/recovery.py) - before the counts, so this tick's scaling sees them
+6. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
+7. scaling       rounds of read pool -> decide -> act
 8. audit         one bounded page of unfinished rows checked against Batch (shared/liveness.py)
 9. status_save   the status row, assembled from what this tick saw
 
@@ -111,6 +111,11 @@ class TimerService:
         report.reconcile = _guard(report, "reconcile", self.reconciler.run)
         if _due(record.LastSweepAt, now, self.settings.sweep_interval):
             self._maintenance(report, record)
+        # Before the counts: tasks added again here are seen by this tick's scaling (woken in the same tick).
+        if report.reconcile is not None and report.reconcile.to_resubmit:
+            _guard(report, "recovery", lambda: self._resubmit_failed(report))
+        if record.PendingSince is not None:
+            report.pending = _guard(report, "pending", self.pending.retry)
         control = BatchPoolControl(self.monitor)
         counts_read = _guard(report, "task_counts", lambda: (self.monitor.task_counts(),))
         if counts_read is not None:
@@ -119,10 +124,6 @@ class TimerService:
             report.scaling = _guard(report, "scaling", lambda: scale_pool(
                 control, work, record.memory, self.policy, self.clock, self.sleep))
 
-        if report.reconcile is not None and report.reconcile.to_resubmit:
-            _guard(report, "recovery", lambda: self._resubmit_failed(report))
-        if record.PendingSince is not None:
-            report.pending = _guard(report, "pending", self.pending.retry)
         report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
 
         new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
