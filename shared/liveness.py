@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from .batch_types import TaskSnapshot
-from .ledger import Ledger
+from .ledger import Ledger, LedgerRow
 from .log import event, get_logger
 from .reconcile import Reconciler
 from .recovery import Redo, Resubmitter
@@ -47,6 +47,7 @@ class AuditResult:
     resubmitted: int = 0
     ended: int = 0
     cursor: str | None = None     # where the next tick resumes (JSON of the table's continuation token)
+    succeeded: list[LedgerRow] = field(default_factory=list)  # rows the repairs moved to succeeded
     errors: list[str] = field(default_factory=list)
 
 
@@ -76,6 +77,7 @@ class LivenessAudit:
             elif task.state == "completed":
                 repair = self._reconciler.repair([task])
                 result.repaired += repair.updated + repair.adopted
+                result.succeeded.extend(repair.succeeded)
                 for failed in repair.to_resubmit:
                     self._count(result, self._resubmitter.redo(row, retry_reason(failed) or "", task_exists=True))
         result.cursor = json.dumps(next_cursor) if next_cursor else None

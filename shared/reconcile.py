@@ -71,6 +71,8 @@ class ReconcileResult:
     # Failed for the infrastructure's reasons (task_columns.retry_reason): the row stays unfinished and the
     # tick adds the task again (shared/recovery.py).
     to_resubmit: list[TaskSnapshot] = field(default_factory=list)
+    # Files whose row moved to succeeded in this run (the tick checks their MP3 is the newest version's).
+    succeeded: list[LedgerRow] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -255,6 +257,7 @@ class Reconciler:
         if after != before:
             if after == State.SUCCEEDED.value:
                 result.newly_succeeded += 1
+                result.succeeded.append(LedgerRow.from_entity({**(row.entity if row else {}), **write.entity}))
             elif after == State.FAILED.value:
                 result.newly_failed += 1
 

@@ -30,6 +30,7 @@ from .clock import utc_now
 from .failure_logs import BlobFailureLog
 from .ledger import Ledger
 from .liveness import LivenessAudit
+from .newest_wins import NewestWins
 from .log import event, get_logger
 from .reconcile import Reconciler
 from .recovery import PendingUploads, Resubmitter
@@ -130,9 +131,12 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
                              ensure_containers=service.ensure_output_containers, clock=clock)  # the tick's clock
     audit = LivenessAudit(ledger=service.ledger, tasks=service.batch, reconciler=reconciler, resubmitter=resubmitter,
                           clock=clock)
+    newest = NewestWins(blob_service=clients.blob_service, output_container=app.output_container,
+                        ledger=service.ledger, tasks=service.batch, resubmitter=resubmitter)
     return TimerService(settings=settings, policy=policy, monitor=service.batch, reconciler=reconciler,
                         cleanup=cleanup, status=StatusStore(service.ledger, heartbeat=settings.status_heartbeat),
                         sweeper=sweeper, job=service.batch, resubmitter=resubmitter, pending=pending, audit=audit,
+                        newest=newest,
                         pool_id=app.pool_id, job_id=app.job_id,
                         ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep)
 

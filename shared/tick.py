@@ -9,6 +9,8 @@
 6. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
 7. scaling       rounds of read pool -> decide -> act
 8. audit         one bounded page of unfinished rows checked against Batch (shared/liveness.py)
+   newest        files that succeeded this tick: the MP3 left must be the newest upload's, else the newest
+                 version runs again (shared/newest_wins.py)
 9. status_save   the status row, assembled from what this tick saw
 
 A failing phase is logged and recorded in the status row but does not stop the later ones - above
@@ -37,6 +39,7 @@ from .cleanup import CompletedTaskCleanup, HygieneResult
 from .clock import utc_now
 from .job_health import JobHealth, StandingJob, check_job
 from .liveness import AuditResult, LivenessAudit
+from .newest_wins import NewestResult, NewestWins
 from .log import event, get_logger
 from .pool_scaler import BatchPoolControl, ScalingOutcome, scale_pool
 from .reconcile import ReconcileResult, Reconciler
@@ -66,6 +69,7 @@ class TickReport:
     resubmitted: int = 0
     pending: PendingResult | None = None
     audit: AuditResult | None = None
+    newest: NewestResult | None = None
     status_written: bool = False
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -84,6 +88,7 @@ class TimerService:
     resubmitter: Resubmitter
     pending: PendingUploads
     audit: LivenessAudit
+    newest: NewestWins
     pool_id: str
     job_id: str
     ensure_containers: Callable[[], None]
@@ -125,6 +130,10 @@ class TimerService:
                 control, work, record.memory, self.policy, self.clock, self.sleep))
 
         report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
+        succeeded = (report.reconcile.succeeded if report.reconcile else []) + \
+            (report.audit.succeeded if report.audit else [])
+        if succeeded:
+            report.newest = _guard(report, "newest", lambda: self.newest.run(succeeded))
 
         new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
                                 scaling=report.scaling, sweep=report.sweep, nodes=control.nodes,

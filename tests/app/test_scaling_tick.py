@@ -135,7 +135,7 @@ def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0, cl
                                                                 autoscale_handback=SETTINGS.autoscale_handback),
                         monitor=monitor or FakeMonitor(), reconciler=reconciler or FakeReconciler(),
                         cleanup=cleanup or FakeCleanup(), job=FakeJob(), resubmitter=None, pending=FakePending(),
-                        audit=FakeAudit(), status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
+                        audit=FakeAudit(), newest=None, status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
                         job_id="job", ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
 
 

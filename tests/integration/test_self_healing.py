@@ -5,6 +5,7 @@ the ticks it took to converge).
 """
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import timedelta
 
@@ -18,8 +19,10 @@ from shared.batch import API_VERSION
 from shared.batch_types import BatchUnavailable
 from shared.ledger import Col, State
 from shared.liveness import LivenessAudit
+from shared.newest_wins import STALE_OUTPUT
 from shared.submit import Submitter, limits_from
 from shared.trigger import blob_version
+from devstack.ffmpeg import ffmpeg_exe
 from tests.integration.test_timer import make_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -251,3 +254,38 @@ def test_trigger_dies_between_adding_the_task_and_writing_its_row(stack, clip):
     final = report(stack, "host killed mid-invocation", ["killed.mp4"], ticks)
     assert_all_converted(stack, final, ["killed.mp4"])
     assert final["killed.mp4"][Col.ADOPTED_AT]
+
+
+def test_older_version_finishing_last_does_not_leave_its_mp3(stack, clip, tmp_path):
+    """Re-upload while converting, where overwrite detection misses (Azurite resets a blob's creation time on a
+    single-shot overwrite): the older version is not terminated, converts a long input and uploads after the
+    newer one. The tick sees the MP3 is the older version's and runs the newest again."""
+    long_input = tmp_path / "long.mp4"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=44100:duration=1800", "-c:a", "flac", "-ac", "1",
+                    "-strict", "-2", str(long_input)], check=True, timeout=120)
+    older = upload(stack, "race.mp4", long_input.read_bytes())
+    stack.trigger("race.mp4")
+    stack.tick_until(lambda: stack.row(older)[Col.STATE] == "running", 60, "the older version to start")
+    newer = upload(stack, "race.mp4", clip)
+    stack.trigger("race.mp4")
+    assert stack.row(older)[Col.STATE] == "running"  # not recognised as an overwrite: not superseded
+
+    def newest_in_place():
+        states = {r["RowKey"]: r for r in rows(stack)}
+        if any(r[Col.STATE] not in FINAL for r in states.values()):
+            return False
+        props = stack.blobs.get_blob_client(stack.settings.output_container, "race.mp3").get_blob_properties()
+        return naming.normalize_etag(props.metadata["source_etag"]) == naming.normalize_etag(
+            stack.blobs.get_blob_client(stack.settings.input_container, "race.mp4").get_blob_properties().etag)
+
+    stack.tick_until(newest_in_place, 120, "the newest version's MP3", every=0.2)
+    older_row, newer_row = stack.row(older), stack.row(newer)
+    print(f"\n[faults] re-upload while converting: older={older_row[Col.STATE]} newer={newer_row[Col.STATE]} "
+          f"newer_resubmits={newer_row.get(Col.RESUBMITS, 0)}")
+    assert older_row[Col.STATE] == "succeeded" and newer_row[Col.STATE] == "succeeded"
+    # The older version's MP3 did land last (the case under test: only that triggers a re-run), the newest was
+    # run again because of it, and the MP3 left is the newest's.
+    assert newer_row[Col.RESUBMITS] == 1 and newer_row[Col.RESUBMIT_REASON] == STALE_OUTPUT
+    mp3 = stack.blobs.get_blob_client(stack.settings.output_container, "race.mp3").get_blob_properties()
+    assert mp3.metadata["batch_task_id"] == newer
