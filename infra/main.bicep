@@ -183,6 +183,7 @@ module storage 'modules/storage.bicep' = {
     ]
     ledgerTableName: ledgerTableName
     logsContainerName: logsContainerName
+    inputContainerName: inputContainerName
     logRetentionDays: logRetentionDays
   }
 }

@@ -8,7 +8,9 @@ Three modes, chosen from settings and the storage credential:
   Entra ID identity; needs "Storage Blob Delegator" (part of Storage Blob Data Contributor).
   The key is cached and renewed well before it expires, so it costs no call per upload.
 - account-key SAS (a connection string with an AccountKey: Azurite locally).
-Input: read-only SAS for exactly that one blob. Outputs: create+write-only SAS on the output and
+Input: read-only SAS for exactly that one blob - and, where the account keeps blob versions (infra turns
+versioning on), for exactly the version the trigger saw, so an overwrite while the task waits cannot change
+what it converts. Azurite has no versioning: locally the task reads the blob by name. Outputs: create+write-only SAS on the output and
 logs containers (Batch output files take a container URL). All short-lived (NODE_SAS_TTL_MINUTES):
 long enough for a wait for nodes plus every try, never standing.
 """
@@ -18,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from azure.storage.blob import (
     BlobSasPermissions,
@@ -41,7 +43,9 @@ class TaskStorageAccess:
 
 
 class NodeAccess(Protocol):
-    def for_blob(self, container: str, blob_name: str) -> TaskStorageAccess: ...
+    def for_blob(self, container: str, blob_name: str, version_id: str | None = None) -> TaskStorageAccess:
+        """`version_id` (an account with blob versioning): the input URL reads exactly that version."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,10 @@ class PoolIdentityAccess:
         self._containers = containers
         self._identity = identity_resource_id
 
-    def for_blob(self, container: str, blob_name: str) -> TaskStorageAccess:
+    def for_blob(self, container: str, blob_name: str, version_id: str | None = None) -> TaskStorageAccess:
+        url = self._service.get_blob_client(container, blob_name).url
         return TaskStorageAccess(
-            input_url=self._service.get_blob_client(container, blob_name).url,
+            input_url=f"{url}?versionid={quote(version_id, safe='')}" if version_id else url,
             output_container_url=self._service.get_container_client(self._containers.output).url,
             logs_container_url=self._service.get_container_client(self._containers.logs).url,
             identity_resource_id=self._identity,
@@ -87,19 +92,21 @@ class SasAccess:
         # https only in Azure; Azurite speaks http.
         self._protocol = "https" if urlsplit(blob_service.url).scheme == "https" else None
 
-    def for_blob(self, container: str, blob_name: str) -> TaskStorageAccess:
+    def for_blob(self, container: str, blob_name: str, version_id: str | None = None) -> TaskStorageAccess:
         expiry = self._clock() + self._ttl
         signer = self._signer(expiry)
         account = self._service.account_name
+        pinned = {"version_id": version_id} if version_id else {}
         read_sas = generate_blob_sas(account, container, blob_name, permission=BlobSasPermissions(read=True),
-                                     expiry=expiry, protocol=self._protocol, **signer)
+                                     expiry=expiry, protocol=self._protocol, **pinned, **signer)
+        version_query = f"versionid={quote(version_id, safe='')}&" if version_id else ""
         write = ContainerSasPermissions(create=True, write=True)
         out_sas = generate_container_sas(account, self._containers.output, permission=write,
                                          expiry=expiry, protocol=self._protocol, **signer)
         logs_sas = generate_container_sas(account, self._containers.logs, permission=write,
                                           expiry=expiry, protocol=self._protocol, **signer)
         return TaskStorageAccess(
-            input_url=f"{self._service.get_blob_client(container, blob_name).url}?{read_sas}",
+            input_url=f"{self._service.get_blob_client(container, blob_name).url}?{version_query}{read_sas}",
             output_container_url=f"{self._service.get_container_client(self._containers.output).url}?{out_sas}",
             logs_container_url=f"{self._service.get_container_client(self._containers.logs).url}?{logs_sas}",
             identity_resource_id=None,

@@ -43,6 +43,7 @@ class BlobVersion:
     etag: str | None          # None: the blob was gone when the trigger looked
     size: int | None
     content_type: str | None = None
+    version_id: str | None = None   # set where the account keeps blob versions: the task reads exactly this one
     # The blob existed before this version (see is_overwrite): earlier versions' tasks may still be in flight.
     overwrite: bool = False
 
@@ -96,7 +97,7 @@ class Submitter:
         assert blob.etag is not None
         request = TaskRequest(task_id=naming.task_id(blob.name, blob.etag), input_container=blob.container,
                               input_name=blob.name, input_etag=blob.etag, output_name=naming.output_name(blob.name))
-        return self._batch.add_task(build_task(request, self._access.for_blob(blob.container, blob.name),
+        return self._batch.add_task(build_task(request, self._access.for_blob(blob.container, blob.name, blob.version_id),
                                                self._limits))
 
     def _submit(self, blob: BlobVersion, task_id: str) -> Outcome:
@@ -139,7 +140,8 @@ class Submitter:
              output: str | None, task_id: str | None) -> LedgerRow:
         return LedgerRow(job_id=self._job_id, row_key=row_key, state=state, input_container=blob.container,
                          input_name=naming.printable_name(blob.name), input_etag=blob.etag, input_size=blob.size,
-                         input_content_type=blob.content_type, output_name=output, task_id=task_id,
+                         input_content_type=blob.content_type, input_version_id=blob.version_id,
+                         output_name=output, task_id=task_id,
                          recorded_at=self._clock(), reason=reason)
 
 

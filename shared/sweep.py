@@ -64,7 +64,7 @@ class Sweeper:
                 continue
             content_type = blob.content_settings.content_type if blob.content_settings else None
             version = BlobVersion(container=self._input_container, name=blob.name, etag=blob.etag,
-                                  size=blob.size, content_type=content_type,
+                                  size=blob.size, content_type=content_type, version_id=blob.version_id,
                                   overwrite=is_overwrite(blob.creation_time, modified))
             candidates[naming.task_id(blob.name, blob.etag)] = version
         result.candidates = len(candidates)

@@ -20,5 +20,5 @@ def blob_version(client: BlobClient) -> BlobVersion:
         return BlobVersion(container=client.container_name, name=client.blob_name, etag=None, size=None)
     content_type = props.content_settings.content_type if props.content_settings else None
     return BlobVersion(container=client.container_name, name=props.name or client.blob_name, etag=props.etag,
-                       size=props.size, content_type=content_type,
+                       size=props.size, content_type=content_type, version_id=props.version_id,
                        overwrite=is_overwrite(props.creation_time, props.last_modified))

@@ -10,8 +10,12 @@ param tags object
 param containerNames array
 param ledgerTableName string
 param logsContainerName string
+param inputContainerName string
 @minValue(1)
 param logRetentionDays int
+@description('Days an overwritten or deleted input version is kept: long enough for any queued task to read the version it was created for.')
+@minValue(1)
+param inputVersionRetentionDays int = 7
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -37,9 +41,14 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
+// Versioning pins each task to the input version it was created for (its resource file names the version
+// id): an overwrite while the task waits cannot change what it converts.
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: account
   name: 'default'
+  properties: {
+    isVersioningEnabled: true
+  }
 }
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for containerName in containerNames: {
@@ -84,6 +93,28 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
               baseBlob: {
                 delete: {
                   daysAfterModificationGreaterThan: logRetentionDays
+                }
+              }
+            }
+          }
+        }
+        {
+          name: 'expire-previous-input-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${inputContainerName}/'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: inputVersionRetentionDays
                 }
               }
             }

@@ -43,6 +43,7 @@ class Col:
     INPUT_ETAG = "InputEtag"
     INPUT_SIZE = "InputSize"
     INPUT_CONTENT_TYPE = "InputContentType"
+    INPUT_VERSION_ID = "InputVersionId"     # where the account keeps blob versions: the version converted
     OUTPUT_NAME = "OutputName"
     TASK_ID = "TaskId"
     JOB_ID = "JobId"
@@ -93,6 +94,7 @@ class LedgerRow:
     task_id: str | None         # set when a Batch task was added
     recorded_at: datetime | None
     reason: str | None = None
+    input_version_id: str | None = None
     updated_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -123,6 +125,7 @@ class LedgerRow:
             Col.OUTPUT_NAME: self.output_name,
             Col.TASK_ID: self.task_id,
             Col.REASON: self.reason,
+            Col.INPUT_VERSION_ID: self.input_version_id,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         if self.input_size is not None:
@@ -150,6 +153,7 @@ class LedgerRow:
             input_etag=text(Col.INPUT_ETAG), input_size=int(size) if size is not None else None,
             input_content_type=text(Col.INPUT_CONTENT_TYPE), output_name=text(Col.OUTPUT_NAME),
             task_id=text(Col.TASK_ID), recorded_at=_moment(entity.get(Col.SUBMITTED_AT)), reason=text(Col.REASON),
+            input_version_id=text(Col.INPUT_VERSION_ID),
             updated_at=_moment(entity.get(Col.UPDATED_AT)), started_at=started, ended_at=ended,
             duration_seconds=duration, exit_code=int(exit_code) if exit_code is not None else None,
             failure_category=text(Col.FAILURE_CATEGORY), failure_code=text(Col.FAILURE_CODE),

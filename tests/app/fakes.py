@@ -57,8 +57,10 @@ class FakeLedger:
 class FakeAccess:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.versions: list[str | None] = []
 
-    def for_blob(self, container: str, blob_name: str) -> TaskStorageAccess:
+    def for_blob(self, container: str, blob_name: str, version_id: str | None = None) -> TaskStorageAccess:
         self.requests.append((container, blob_name))
+        self.versions.append(version_id)
         return TaskStorageAccess(f"https://st/{container}/{len(self.requests)}?sig=secret-in",
                                  "https://st/output?sig=secret-out", "https://st/logs?sig=secret-logs", None)

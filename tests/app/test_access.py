@@ -73,3 +73,21 @@ def test_pool_identity_urls_carry_no_secret():
     result = access.for_blob("input", "a.mp4")
     assert "?" not in result.input_url + result.output_container_url + result.logs_container_url
     assert result.identity_resource_id == "/subscriptions/s/uami"
+
+
+VERSION = "2026-11-25T11:59:58.1234567Z"
+
+
+def test_a_version_id_pins_the_input_url_and_its_sas_to_that_version():
+    access = SasAccess(key_service(), CONTAINERS, timedelta(minutes=240), clock=lambda: NOW)
+    read = query(access.for_blob("input", "a.mp4", VERSION).input_url)
+    # sr=bv: the signature covers this version only; versionid: what the node downloads.
+    assert read["versionid"] == VERSION and read["sr"] == "bv" and read["sp"] == "r"
+    unpinned = query(access.for_blob("input", "a.mp4").input_url)
+    assert "versionid" not in unpinned and unpinned["sr"] == "b"
+
+
+def test_pool_identity_url_names_the_version_and_no_secret():
+    access = PoolIdentityAccess(key_service(), CONTAINERS, "/subscriptions/s/uami")
+    url = access.for_blob("input", "a.mp4", VERSION).input_url
+    assert query(url) == {"versionid": VERSION} and "sig" not in url

@@ -164,3 +164,11 @@ def test_task_batch_refuses_as_invalid_is_rejected_not_retried(parts):
     assert outcome.state is State.REJECTED and "InvalidPropertyValue" in outcome.reason
     row = ledger.rows[("jobs", outcome.row_key)]
     assert row.state is State.REJECTED and row.task_id is None
+
+
+def test_the_task_reads_the_version_the_trigger_saw(parts):
+    submitter, gateway, ledger, access = parts
+    version = BlobVersion("input", "v.mp4", ETAG, 1000, "video/mp4", version_id="2026-11-25T11:59:58.1234567Z")
+    outcome = submitter.handle(version)
+    assert access.versions == ["2026-11-25T11:59:58.1234567Z"]
+    assert ledger.rows[("jobs", outcome.row_key)].to_entity()["InputVersionId"] == "2026-11-25T11:59:58.1234567Z"
