@@ -2,7 +2,7 @@
 input, and turning an error log into a reason a person can act on.
 
 - The command reads and writes fixed local names (`INPUT_FILE`, `OUTPUT_FILE`): no blob name ever
-  reaches `/bin/sh`. No stdin, audio only (`-vn -sn -dn`), the first audio stream (`-map 0:a:0` fails
+  reaches `/bin/sh`. Input: local files only, MP4-family demuxer only (`PROTOCOLS`, `DEMUXERS`). No stdin, audio only (`-vn -sn -dn`), the first audio stream (`-map 0:a:0` fails
   with "matches no streams" when there is none), libmp3lame VBR quality. Messages go to `LOG_FILE`.
 - What ffmpeg does by itself is kept where it is right for an MP3: more than two channels are
   downmixed to stereo (libmp3lame takes mono or stereo; the downmix is normalised, no clipping),
@@ -25,6 +25,11 @@ LOG_FILE = "ffmpeg.log"
 # Matroska demuxer); ffmpeg logs them and exits 0 with the audio up to the cut.
 TRUNCATION_MARKERS = ("partial file", "File ended prematurely")
 _MAX_TEXT = 1024             # reasons kept short: a ledger row must stay readable
+# ffmpeg picks its demuxer from the content, not the name: without these an upload named .mp4 could reach a
+# playlist or manifest demuxer (HLS, DASH, concat) that opens other files or URLs from the node. Only local
+# files, and only the MP4-family demuxer (ffmpeg's "mov,mp4,m4a,3gp,3g2,mj2"; its name is that whole list).
+PROTOCOLS = "file"
+DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def command_line(mp3_quality: int) -> str:
@@ -36,7 +41,8 @@ def command_line(mp3_quality: int) -> str:
     if not isinstance(mp3_quality, int) or not 0 <= mp3_quality <= 9:
         raise ValueError("mp3_quality must be an integer 0..9")
     ffmpeg = (
-        f"ffmpeg -nostdin -hide_banner -loglevel error -abort_on empty_output_stream -y -i {INPUT_FILE} "
+        f"ffmpeg -nostdin -hide_banner -loglevel error -abort_on empty_output_stream -y "
+        f"-protocol_whitelist {PROTOCOLS} -format_whitelist {DEMUXERS} -i {INPUT_FILE} "
         f"-map 0:a:0 -vn -sn -dn -c:a libmp3lame -q:a {mp3_quality} -f mp3 {OUTPUT_FILE}"
     )
     truncated = " ".join(f'-e "{marker}"' for marker in TRUNCATION_MARKERS)
@@ -56,6 +62,8 @@ _FFMPEG_CONTEXT = re.compile(r"^(\[[^\]]*@ ?0x[0-9a-f]+\]\s*)+")  # "[in#0 @ 0x5
 _UNREADABLE = "the input is not a readable MP4 (corrupt or truncated upload)"
 _PLAIN_CAUSES = (
     (re.compile(r"matches no streams", re.IGNORECASE), "the input has no audio stream"),
+    (re.compile(r"Format not on whitelist", re.IGNORECASE),
+     "the input is not an MP4-family file (another container format, renamed .mp4)"),
     (re.compile(r"moov atom not found", re.IGNORECASE), _UNREADABLE),
     (re.compile("|".join(re.escape(m) for m in TRUNCATION_MARKERS), re.IGNORECASE),
      "the input is truncated: it ends before the audio its index lists (incomplete upload or copy)"),

@@ -186,6 +186,30 @@ def run_task_command(source: Path, work: Path) -> tuple[int, str, bool]:
     return done.returncode, (work / LOG_FILE).read_text(errors="replace"), (work / OUTPUT_FILE).exists()
 
 
+DASH_MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" type="static"
+ mediaPresentationDuration="PT1S" minBufferTime="PT1S"><Period><AdaptationSet mimeType="audio/mp4">
+<Representation id="a" bandwidth="1000" codecs="mp4a.40.2"><BaseURL>../private.mp4</BaseURL></Representation>
+</AdaptationSet></Period></MPD>
+"""
+
+
+def test_a_dash_manifest_named_mp4_cannot_make_ffmpeg_open_other_files(clips, tmp_path):
+    """A manifest uploaded as .mp4 reaches ffmpeg's DASH demuxer (it probes content, not names), which opens
+    the files the manifest names on the node. The task's command refuses any demuxer but MP4's."""
+    manifest = tmp_path / "manifest.mp4"
+    manifest.write_text(DASH_MANIFEST)
+    work = tmp_path / "w"
+    (tmp_path / "private.mp4").write_bytes(clips["good"].read_bytes())  # another file on the node
+    code, log, produced = run_task_command(manifest, work)
+    assert code != 0 and not produced
+    assert ffmpeg_reason(log).startswith("the input is not an MP4-family file"), log
+    # Without the whitelists the same input converts the other file: what the flags prevent.
+    alone = subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", INPUT_FILE, "-map", "0:a:0",
+                            "-f", "mp3", "leak.mp3"], cwd=work, capture_output=True, timeout=60)
+    assert alone.returncode == 0 and (work / "leak.mp3").stat().st_size > 0
+
+
 def test_a_good_clip_converts_and_exits_zero(clips, tmp_path):
     code, log, produced = run_task_command(clips["good"], tmp_path / "w")
     assert (code, log, produced) == (0, "", True)
@@ -193,7 +217,7 @@ def test_a_good_clip_converts_and_exits_zero(clips, tmp_path):
 
 @pytest.mark.parametrize("clip,plain", [
     ("faststart_half", "the input is truncated"),          # ffmpeg alone: exit 0, an MP3 of the first part
-    ("mkv_half", "the input is truncated"),                # ditto, Matroska wording
+    ("mkv_half", "the input is not an MP4-family file"),  # ditto in Matroska; refused before that by the demuxer whitelist
     ("fragmented_empty_audio", "the input's audio track holds no audio"),  # ffmpeg alone: exit 0, an MP3 with no frames
 ])
 def test_inputs_ffmpeg_would_half_convert_fail_the_task_with_a_plain_reason(clips, tmp_path, clip, plain):
