@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,9 +34,17 @@ def scrub(text: str) -> str:
     return _SECRET_RE.sub(lambda m: f"{m.group(1)}=***", text)
 
 
+def _visible(text: str) -> str:
+    """Format and separator characters (bidi overrides, U+2028...) as JSON \\u escapes: the line shows what
+    it holds and still decodes to the original."""
+    if not any(unicodedata.category(ch) in ("Cf", "Zl", "Zp") for ch in text):
+        return text
+    return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cf", "Zl", "Zp") else ch for ch in text)
+
+
 def _render(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(scrub(value), ensure_ascii=False)
+        return _visible(json.dumps(scrub(value), ensure_ascii=False))
     return json.dumps(value, default=str)
 
 

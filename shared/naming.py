@@ -90,8 +90,14 @@ def _strip_last_extension(blob_name: str) -> str:
     return head + sep + leaf
 
 
+# Characters that make a name display as something else: bidirectional embeddings, overrides, isolates and
+# marks (a name can read "clip_mp4.exe" backwards), and line/paragraph separators (a log line that looks
+# like two). Other format characters (ZWJ in emoji, soft hyphens) are harmless and kept.
+_DISGUISING = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
 def _unsafe_char(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Cc", "Cs") or ch in "\ufffe\uffff"
+    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in "\ufffe\uffff" or ch in _DISGUISING
 
 
 def printable_name(blob_name: str) -> str:
@@ -123,6 +129,9 @@ def name_problem(blob_name: str) -> NameProblem | None:
     if utf16_length(blob_name) > MAX_BLOB_NAME:
         return NameProblem(f"blob name longer than {MAX_BLOB_NAME} characters (UTF-16 code units, "
                            "as Azure Storage counts them)")
+    if any(unicodedata.category(ch) in ("Zl", "Zp") or ch in _DISGUISING for ch in blob_name):
+        return NameProblem("blob name contains bidirectional-text or line-separator characters "
+                           "(they make a name display as another)")
     if any(_unsafe_char(ch) for ch in blob_name):
         return NameProblem("blob name contains control or invalid unicode characters")
     segments = blob_name.split("/")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +100,17 @@ def test_name_problems():
 def test_printable_name_escapes_only_unsafe_characters():
     assert naming.printable_name("a b/ü.mp4") == "a b/ü.mp4"
     assert naming.printable_name("a\nb\ud800.mp4") == "a\\nb\\ud800.mp4"
+
+
+@pytest.mark.parametrize("name", ["invoice\u202egpj.mp4", "a\u2066b\u2069.mp4", "two\u2028lines.mp4",
+                                  "para\u2029graph.mp4", "rtl\u200fmark.mp4"])
+def test_names_that_display_as_another_are_rejected_and_escaped(name):
+    problem = naming.name_problem(name)
+    assert problem is not None and "bidirectional-text or line-separator" in problem.reason
+    printable = naming.printable_name(name)
+    assert all(ch not in printable for ch in "\u202e\u2066\u2069\u2028\u2029\u200f")
+
+
+def test_harmless_format_characters_are_kept():
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467.mp4"  # emoji joined by ZWJ
+    assert naming.name_problem(family) is None and naming.printable_name(family) == family
