@@ -24,6 +24,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
 from devstack import azurite
+from devstack.devhost.security import load_or_create_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_VALUES: dict[str, str] = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
@@ -89,7 +90,7 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self.work.mkdir(parents=True, exist_ok=True)
         self._env = {k: v for k, v in os.environ.items() if k not in SAMPLE_VALUES and not k.startswith(
-            ("BATCH_EMULATOR_", "AzureWebJobs", "MEDIA_STORAGE"))}
+            ("BATCH_EMULATOR_", "AzureWebJobs", "MEDIA_STORAGE", "DEVHOST_"))}
         self._env["PYTHONUNBUFFERED"] = "1"
         self.azurite_proc = azurite.start(self.ports, log_path=self.work / "azurite.log")
         self.emulator = self._spawn("batch-emulator", [
@@ -180,7 +181,8 @@ class LocalStack:
         self.devhost = self._spawn(tag, [
             sys.executable, "-m", "devstack.devhost", "--app-dir", str(ROOT), "--settings", str(settings),
             "--port", str(self.devhost_port), "--poll-interval", str(poll_interval),
-            "--eventgrid-fallback-poll", fallback_poll, "--log-level", "WARNING", "--shutdown-grace", "5"])
+            "--eventgrid-fallback-poll", fallback_poll, "--log-level", "WARNING", "--shutdown-grace", "5",
+            "--state-dir", str(self.work)])  # its own blobs_extension key, not the user's stack's
         _wait_until(self._devhost_up, 60, "dev host", self.devhost)
         return self.devhost
 
@@ -203,5 +205,6 @@ class LocalStack:
         return pids
 
     def webhook_url(self, function_name: str) -> str:
+        """The dev host's Event Grid webhook, `code=<blobs_extension key>` included (the key in the work dir)."""
         return (f"http://127.0.0.1:{self.devhost_port}/runtime/webhooks/blobs"
-                f"?functionName=Host.Functions.{function_name}")
+                f"?functionName=Host.Functions.{function_name}&code={load_or_create_key_file(self.work)}")

@@ -22,7 +22,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "local.settings.sample.json when missing)")
     parser.add_argument("--port", type=int, default=7071, help="HTTP port for the Event Grid webhook (default 7071; "
                                                                "0 picks a free port)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1); whatever the address, only requests "
+                             "addressed to 127.0.0.1, localhost or [::1] are served")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the generated blobs_extension key is kept (default: <app-dir>/.devstack); "
+                             "DEVHOST_BLOBS_EXTENSION_KEY, when set, is the key instead")
     parser.add_argument("--poll-interval", type=float, default=2.0, help="container scan interval in seconds")
     parser.add_argument("--eventgrid-fallback-poll", choices=[FALLBACK_AUTO, FALLBACK_ON, FALLBACK_OFF],
                         default=os.environ.get("DEVHOST_EVENTGRID_FALLBACK_POLL", FALLBACK_AUTO),
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_format, args.log_level.upper())
     host = DevHost(args.app_dir, args.settings, port=args.port, poll_interval=args.poll_interval, bind=args.host,
                    eventgrid_fallback_poll=args.eventgrid_fallback_poll, shutdown_grace=args.shutdown_grace,
-                   download_blob_content=args.download_blob_content)
+                   download_blob_content=args.download_blob_content, state_dir=args.state_dir)
     stop_requested = threading.Event()
     signals_seen = 0
 

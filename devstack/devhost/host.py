@@ -10,6 +10,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import uvicorn
 from azure.core.exceptions import ResourceNotFoundError
@@ -28,6 +29,7 @@ from .logs import get_logger
 from .poller import ContainerPoller
 from .receipts import ReceiptStore
 from .schedule import NcrontabSchedule, timer_zone
+from .security import KEY_QUERY_PARAMETER, KEY_SETTING, WebhookKey, is_loopback_host, resolve_webhook_key
 from .settings import EnvironmentOverlay, LocalSettings, load_local_settings, resolve_app_setting_expressions
 from .timers import ScheduleStatusStore, TimerFunction, TimerListener
 from .webhook import create_app
@@ -36,6 +38,7 @@ log = get_logger("host")
 
 FALLBACK_AUTO, FALLBACK_ON, FALLBACK_OFF = "auto", "on", "off"
 HOST_ID_SETTINGS = ("AzureFunctionsWebHost__hostid", "AzureFunctionsWebHost__hostId")
+STATE_DIR_NAME = ".devstack"  # the dev stack's state dir when the app is the repo (./dev start)
 
 
 def derive_host_id(env: Mapping[str, str], app_dir: Path) -> str:
@@ -55,7 +58,8 @@ def derive_host_id(env: Mapping[str, str], app_dir: Path) -> str:
 class DevHost:
     def __init__(self, app_dir: Path, settings_path: Path | None = None, port: int | None = 7071,
                  poll_interval: float = 2.0, *, bind: str = "127.0.0.1", eventgrid_fallback_poll: str = FALLBACK_AUTO,
-                 shutdown_grace: float = 10.0, clock: Clock | None = None, download_blob_content: bool = False) -> None:
+                 shutdown_grace: float = 10.0, clock: Clock | None = None, download_blob_content: bool = False,
+                 state_dir: Path | None = None) -> None:
         if eventgrid_fallback_poll not in (FALLBACK_AUTO, FALLBACK_ON, FALLBACK_OFF):
             raise ValueError("eventgrid_fallback_poll must be 'auto', 'on' or 'off'")
         self.app_dir = Path(app_dir).resolve()
@@ -66,6 +70,9 @@ class DevHost:
         self.eventgrid_fallback_poll = eventgrid_fallback_poll
         self.shutdown_grace = shutdown_grace
         self.download_blob_content = download_blob_content
+        # Where the generated blobs_extension key is kept (unless DEVHOST_BLOBS_EXTENSION_KEY is set).
+        self.state_dir = Path(state_dir).resolve() if state_dir is not None else self.app_dir / STATE_DIR_NAME
+        self.webhook_key: WebhookKey | None = None  # set when the HTTP port opens
         self.clock: Clock = clock or SystemClock()
         self.host_id = ""
         self.settings: LocalSettings | None = None
@@ -88,12 +95,21 @@ class DevHost:
     # -- public API ------------------------------------------------------------------------
     @property
     def url(self) -> str | None:
-        return None if self._bound_port is None else f"http://{self.bind}:{self._bound_port}"
+        if self._bound_port is None:
+            return None
+        # The host serves only loopback Host names (security.py): a wildcard bind is reached through loopback.
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.bind, self.bind)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self._bound_port}"
 
-    def webhook_url(self, function_name: str) -> str:
-        if self.url is None:
+    def webhook_url(self, function_name: str, *, with_key: bool = True) -> str:
+        """The URL an Event Grid subscription would post to, `code=<blobs_extension key>` included."""
+        if self.url is None or self.webhook_key is None:
             raise DevHostError("the dev host was started without an HTTP port")
-        return f"{self.url}/runtime/webhooks/blobs?functionName=Host.Functions.{function_name}"
+        code = quote(self.webhook_key.value, safe="") if with_key else "<blobs_extension key>"
+        return f"{self.url}/runtime/webhooks/blobs?functionName=Host.Functions.{function_name}&" \
+               f"{KEY_QUERY_PARAMETER}={code}"
 
     def start(self) -> DevHost:
         if self._started:
@@ -150,9 +166,14 @@ class DevHost:
                          f"run_on_startup={timer.run_on_startup}")
         for skipped in self.skipped:
             lines.append(f"  {skipped.name}: skipped ({skipped.reason})")
-        for fn in self.blob_functions:
-            if fn.source == EVENT_GRID_SOURCE and self.url:
-                lines.append(f"Event Grid webhook for {fn.name}: POST {self.webhook_url(fn.name)}")
+        webhooks = [fn for fn in self.blob_functions if fn.source == EVENT_GRID_SOURCE]
+        if webhooks and self.url and self.webhook_key is not None:
+            # The key itself stays out of the output (it often ends up in a log file).
+            for fn in webhooks:
+                lines.append(f"Event Grid webhook for {fn.name}: POST {self.webhook_url(fn.name, with_key=False)}")
+            where = "setting" if self.webhook_key.source == KEY_SETTING else "file"
+            lines.append(f"blobs_extension key: {where} {self.webhook_key.source}; send header aeg-event-type "
+                         f"(Notification or SubscriptionValidation)")
         return lines
 
     def __enter__(self) -> DevHost:
@@ -287,7 +308,8 @@ class DevHost:
     def _start_http(self) -> None:
         event_grid = {fn.name.lower(): fn for fn in self.blob_functions if fn.source == EVENT_GRID_SOURCE}
         names = {fn.name.lower(): fn.name for fn in [*self.blob_functions, *self.timer_functions]}
-        app = create_app(event_grid, names, self._on_blob_created, self.host_id)
+        self.webhook_key = resolve_webhook_key(os.environ, self.state_dir)
+        app = create_app(event_grid, names, self._on_blob_created, self.host_id, self.webhook_key)
         sock = socket.socket(socket.AF_INET6 if ":" in self.bind else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -298,6 +320,10 @@ class DevHost:
                 from exc
         sock.listen(128)
         self._bound_port = sock.getsockname()[1]
+        if not is_loopback_host(urlsplit(self.url or "").netloc):
+            log.warning("listening on %s, but only requests addressed to 127.0.0.1, localhost or [::1] are served "
+                        "(a tunnel must rewrite the Host header to localhost)", self.bind,
+                        extra={"event": "host.non_loopback_bind", "bind": self.bind})
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = self._server = uvicorn.Server(config)
         thread = self._server_thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
@@ -336,4 +362,5 @@ class DevHost:
         self._poller = self._dispatcher = None
         self._server = self._server_thread = None
         self._bound_port = None
+        self.webhook_key = None
         self._timers = []

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .test_blob_polling import upload
@@ -41,7 +43,8 @@ def test_cli_runs_the_app_and_stops_cleanly_on_ctrl_c(make_toy_app, blob_service
     process = subprocess.Popen(
         [sys.executable, "-m", "devstack.devhost", "--app-dir", str(app.dir), "--port", "0",
          "--poll-interval", "0.2", "--log-format", "json"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "DEVHOST_BLOBS_EXTENSION_KEY"})  # the generated key
     stdout, stderr = Output(process.stdout), Output(process.stderr)
     try:
         stdout.wait_for_line("Dev host running")
@@ -50,7 +53,19 @@ def test_cli_runs_the_app_and_stops_cleanly_on_ctrl_c(make_toy_app, blob_service
         stdout.wait_for_line("on_blob: blobTrigger path=" + app.input_container + "/{name}")
         stdout.wait_for_line("tick: timerTrigger schedule='0 0 0 1 1 *'")
         webhook = stdout.wait_for_line("Event Grid webhook for on_event: POST http://127.0.0.1:")
-        assert webhook.endswith("/runtime/webhooks/blobs?functionName=Host.Functions.on_event")
+        assert webhook.endswith("/runtime/webhooks/blobs?functionName=Host.Functions.on_event"
+                                "&code=<blobs_extension key>")
+        key_file = app.dir.resolve() / ".devstack" / "blobs_extension.key"
+        stdout.wait_for_line(f"blobs_extension key: file {key_file}")
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text().strip()
+        assert len(key) >= 40 and not any(key in line for line in stdout.lines + stderr.lines)
+        url = webhook.split("POST ", 1)[1].replace("<blobs_extension key>", key)
+        handshake = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                      "data": {"validationCode": "from-cli"}}]
+        headers = {"aeg-event-type": "SubscriptionValidation"}
+        assert httpx.post(url.split("&code=")[0], json=handshake, headers=headers, timeout=10).status_code == 401
+        assert httpx.post(url, json=handshake, headers=headers, timeout=10).json() == {"validationResponse": "from-cli"}
 
         upload(blob_service, app.input_container, "from-cli.bin")
         wait_for(lambda: app.calls("blob_done"), timeout=20)
