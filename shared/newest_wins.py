@@ -1,8 +1,8 @@
 """The MP3 left under a name is the newest upload's, even when an older version's task finishes last.
 
-Two versions of one name can convert at the same time: the trigger terminates older in-flight tasks when it
-recognises an overwrite, but recognising one depends on the blob's creation time (see submit.is_overwrite),
-and a task that was already uploading cannot be stopped. So after each success the tick checks, at the cost
+Two versions of one name can convert at the same time: the trigger terminates the older versions' in-flight
+tasks it finds in the ledger, but two triggers running at once cannot see each other's rows, and a task that
+was already uploading cannot be stopped. So after each success the tick checks, at the cost
 of one Get Blob Properties per converted file:
 1. the input's current ETag is this version's: nothing to do (the common case);
 2. otherwise a newer version exists. The MP3's own metadata (`source_etag`) says whose it is: if it is the

@@ -8,8 +8,10 @@ the SDK's retries) raise, and then the host's bounded retry is the right respons
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 from datetime import datetime, timedelta
 
 from . import naming
@@ -23,6 +25,8 @@ from .task_spec import TaskLimits, TaskRequest, build_task
 
 _log = get_logger("submit")
 
+_MAX_QUERY_NAMES = 2000  # percent-encoded characters of both names in the range read's filter
+
 
 class LedgerStore(Protocol):
     """What the submit path needs."""
@@ -31,8 +35,8 @@ class LedgerStore(Protocol):
         """Insert the row; False when a row for that blob version already exists."""
         ...
 
-    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
-        """Task ids of the rows of `input_name` (any version) whose task is still queued or running."""
+    def same_output_rows(self, id_prefix: str, input_name: str, output_name: str) -> list[LedgerRow]:
+        """Rows of `input_name` (any version) and of other names that write the same MP3."""
         ...
 
 
@@ -44,8 +48,7 @@ class BlobVersion:
     size: int | None
     content_type: str | None = None
     version_id: str | None = None   # set where the account keeps blob versions: the task reads exactly this one
-    # The blob existed before this version (see is_overwrite): earlier versions' tasks may still be in flight.
-    overwrite: bool = False
+    modified: datetime | None = None  # when this version was written (Last-Modified)
 
 
 @dataclass(frozen=True)
@@ -57,26 +60,17 @@ class Outcome:
     ledger_written: bool = False       # False: a row for this version already existed
 
 
-# Creation-Time and Last-Modified are second-granular; a first upload has them equal.
-_OVERWRITE_MIN_GAP = timedelta(seconds=1)
-
-
-def is_overwrite(created: datetime | None, modified: datetime | None) -> bool:
-    """True when this version replaced an older one: the blob's creation time is kept across overwrites
-    while Last-Modified moves. Azurite (in-memory store) keeps it across Put Block List but resets it on a
-    Put Blob overwrite, so locally a small re-upload there looks like a first upload and supersedes nothing."""
-    return created is not None and modified is not None and modified - created >= _OVERWRITE_MIN_GAP
-
-
 class Submitter:
     def __init__(self, *, batch: SubmitBatch, ledger: LedgerStore, access: NodeAccess, job_id: str,
-                 limits: TaskLimits, clock: Clock = utc_now) -> None:
+                 limits: TaskLimits, clock: Clock = utc_now,
+                 input_exists: Callable[[str, str], bool] = lambda container, name: True) -> None:
         self._batch = batch
         self._ledger = ledger
         self._access = access
         self._job_id = job_id
         self._limits = limits
         self._clock = clock
+        self._input_exists = input_exists  # only asked when another input claims the same MP3
 
     def handle(self, blob: BlobVersion) -> Outcome:
         row_key = naming.task_id(blob.name, blob.etag or "")
@@ -101,32 +95,54 @@ class Submitter:
                                                self._limits))
 
     def _submit(self, blob: BlobVersion, task_id: str) -> Outcome:
+        output_name = naming.output_name(blob.name)
+        name = naming.printable_name(blob.name)
+        # The read names the input and output in its URL: a very long multibyte name would not fit a request.
+        # Such a name skips it - no collision check; shared/newest_wins.py still keeps its newest MP3.
+        fits = len(quote(name)) + len(quote(output_name)) <= _MAX_QUERY_NAMES
+        related = self._ledger.same_output_rows(naming.readable_prefix(blob.name), name, output_name) if fits else []
+        twin = self._twin(blob, name, output_name, related)
+        if twin is not None:
+            return self._not_submitted(blob, task_id, State.REJECTED, (
+                f"its MP3 {output_name!r} is already written for the input {twin!r} (names that differ only in "
+                "the extension's case make the same MP3); rename one of them"))
         try:
             added = self.add_task(blob)
         except TaskRejected as exc:
             return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
-        output_name = naming.output_name(blob.name)
         written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id))
         event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
               etag=blob.etag, size=blob.size, output_name=output_name, task=added.value,
               ledger_row="inserted" if written else "existing")
-        if blob.overwrite:
-            self._supersede_older_versions(blob, task_id)
+        self._supersede_older_versions(blob, name, task_id, related)
         return Outcome(State.QUEUED, task_id, None, added, written)
 
-    def _supersede_older_versions(self, blob: BlobVersion, task_id: str) -> None:
+    def _twin(self, blob: BlobVersion, name: str, output_name: str, related: list[LedgerRow]) -> str | None:
+        """Another input, still there, whose MP3 has this upload's output name: the earlier one keeps it."""
+        for row in related:
+            if row.input_name != name and row.output_name == output_name and row.input_container == blob.container \
+                    and row.state not in (State.REJECTED, State.SKIPPED) \
+                    and self._input_exists(row.input_container, row.input_name):
+                return row.input_name
+        return None
+
+    def _supersede_older_versions(self, blob: BlobVersion, name: str, task_id: str, related: list[LedgerRow]) -> None:
         """Stop the tasks of older versions of this name that are still queued or running.
 
-        Same-name tasks write the same MP3, so whichever finishes last would win, and a late-starting
-        older task would even convert the newer bytes under the old ETag. A terminated task uploads
+        Same-name tasks write the same MP3, so whichever finishes last would win. A terminated task uploads
         nothing (outputs are uploaded on task success only), so the newest version's MP3 is the one left.
-        Only overwrites pay for this (one ledger range query); first uploads skip it."""
-        older = [t for t in self._ledger.in_flight_versions(self._job_id, naming.readable_prefix(blob.name),
-                                                            naming.printable_name(blob.name)) if t != task_id]
-        for old_id in older:
-            stopped = self._batch.terminate_task(old_id)
-            event(_log, logging.INFO, "upload.superseded", blob_name=naming.printable_name(blob.name),
-                  task_id=old_id, superseded_by=task_id, terminated=stopped)
+        Older means submitted before this version was even written; a row submitted later may be a newer
+        version (this trigger ran late), so it is left alone - as are versions the range read could not see
+        yet (two triggers at once): shared/newest_wins.py makes sure the newest MP3 is the one left."""
+        if blob.modified is None:
+            return
+        for row in related:
+            old_id = row.task_id or row.row_key
+            if row.input_name == name and old_id != task_id and row.state in (State.QUEUED, State.RUNNING) \
+                    and row.recorded_at is not None and row.recorded_at < blob.modified:
+                stopped = self._batch.terminate_task(old_id)
+                event(_log, logging.INFO, "upload.superseded", blob_name=name, task_id=old_id,
+                      superseded_by=task_id, terminated=stopped)
 
     def _not_submitted(self, blob: BlobVersion, row_key: str, state: State, reason: str) -> Outcome:
         written = self._ledger.record(self._row(blob, row_key, state, reason, None, None))

@@ -21,7 +21,7 @@ from azure.storage.blob import BlobServiceClient
 from . import naming
 from .ledger import Ledger
 from .log import event, get_logger
-from .submit import BlobVersion, Outcome, is_overwrite
+from .submit import BlobVersion, Outcome
 
 _log = get_logger("sweep")
 
@@ -65,7 +65,7 @@ class Sweeper:
             content_type = blob.content_settings.content_type if blob.content_settings else None
             version = BlobVersion(container=self._input_container, name=blob.name, etag=blob.etag,
                                   size=blob.size, content_type=content_type, version_id=blob.version_id,
-                                  overwrite=is_overwrite(blob.creation_time, modified))
+                                  modified=modified)
             candidates[naming.task_id(blob.name, blob.etag)] = version
         result.candidates = len(candidates)
         # The first sweep looks at every MP4: one paged scan of the ledger's keys beats a read per blob.

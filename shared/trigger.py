@@ -10,7 +10,7 @@ from __future__ import annotations
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
-from .submit import BlobVersion, is_overwrite
+from .submit import BlobVersion
 
 
 def blob_version(client: BlobClient) -> BlobVersion:
@@ -21,4 +21,4 @@ def blob_version(client: BlobClient) -> BlobVersion:
     content_type = props.content_settings.content_type if props.content_settings else None
     return BlobVersion(container=client.container_name, name=props.name or client.blob_name, etag=props.etag,
                        size=props.size, content_type=content_type, version_id=props.version_id,
-                       overwrite=is_overwrite(props.creation_time, props.last_modified))
+                       modified=props.last_modified)

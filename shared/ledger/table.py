@@ -53,15 +53,14 @@ class Ledger:
         except ResourceExistsError:
             return False
 
-    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
-        # Every version of a name has a task id `<id_prefix>-<hash>`: one RowKey range scan inside the
-        # job's partition ('.' is the character after '-'), then the exact name, since other names can
-        # share the readable prefix ('a-b.mp4' and 'a.mp4' both fall in the range 'a-'..'a.').
-        query = (f"PartitionKey eq @job and RowKey ge @low and RowKey lt @high and {Col.INPUT_NAME} eq @name "
-                 f"and ({Col.STATE} eq '{State.QUEUED.value}' or {Col.STATE} eq '{State.RUNNING.value}')")
-        parameters = {"job": job_id, "low": f"{id_prefix}-", "high": f"{id_prefix}.", "name": input_name}
-        rows = self.query(query, parameters, select=["RowKey", Col.TASK_ID])
-        return [row.entity.get(Col.TASK_ID) or row.entity["RowKey"] for row in rows]
+    def same_output_rows(self, id_prefix: str, input_name: str, output_name: str) -> list[LedgerRow]:
+        """Every version of `input_name`, and rows of other names that write the same MP3: one RowKey range
+        read in the job's partition. All of them share the readable prefix (task ids are `<prefix>-<hash>`,
+        and names that differ only in their extension's case have the same prefix); '.' sorts right after '-'."""
+        query = (f"PartitionKey eq @job and RowKey ge @low and RowKey lt @high and "
+                 f"( {Col.INPUT_NAME} eq @name or {Col.OUTPUT_NAME} eq @out )")
+        return list(self.rows(query, {"job": self.job_id, "low": f"{id_prefix}-", "high": f"{id_prefix}.",
+                                      "name": input_name, "out": output_name}))
 
     # -- reads --------------------------------------------------------------------------------------
     def get(self, row_key: str, *, partition: str | None = None, select: list[str] | None = None) -> StoredRow | None:

@@ -14,6 +14,7 @@ class FakeBatch:
     def __init__(self, fail_with: Exception | None = None) -> None:
         self.tasks: dict[str, batch_models.BatchTaskCreateOptions] = {}
         self.calls: list[str] = []
+        self.terminated: set[str] = set()
         self.fail_with = fail_with
 
     def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome:
@@ -27,8 +28,13 @@ class FakeBatch:
         return AddOutcome.CREATED
 
     def terminate_task(self, task_id: str) -> bool:
+        """Like the service: a terminated task completes but still exists (a repeat add is TaskExists)."""
         self.calls.append(f"terminate_task:{task_id}")
-        return self.tasks.pop(task_id.lower(), None) is not None
+        key = task_id.lower()
+        if key not in self.tasks or key in self.terminated:
+            return False
+        self.terminated.add(key)
+        return True
 
 
 class FakeLedger:
@@ -47,11 +53,10 @@ class FakeLedger:
         self.rows[key] = row
         return True
 
-    def in_flight_versions(self, job_id: str, id_prefix: str, input_name: str) -> list[str]:
+    def same_output_rows(self, id_prefix: str, input_name: str, output_name: str) -> list[LedgerRow]:
         self.queries += 1
-        return [r.task_id or r.row_key for (job, key), r in self.rows.items()
-                if job == job_id and key.startswith(f"{id_prefix}-") and r.input_name == input_name
-                and r.state in (State.QUEUED, State.RUNNING)]
+        return [r for (job, key), r in self.rows.items()
+                if key.startswith(f"{id_prefix}-") and (r.input_name == input_name or r.output_name == output_name)]
 
 
 class FakeAccess:

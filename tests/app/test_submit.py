@@ -9,7 +9,7 @@ import pytest
 from shared import naming
 from shared.batch_types import AddOutcome, BatchUnavailable
 from shared.ledger import State
-from shared.submit import BlobVersion, Submitter, is_overwrite
+from shared.submit import BlobVersion, Submitter
 from shared.task_spec import TaskLimits
 
 from .fakes import FakeAccess, FakeBatch, FakeLedger
@@ -73,20 +73,24 @@ def test_steady_state_costs_one_batch_call_and_one_table_write(parts):
     submitter, gateway, ledger, _ = parts
     submitter.handle(blob("a.mp4"))
     assert gateway.calls == [f"add_task:{naming.task_id('a.mp4', ETAG)}"] and ledger.writes == 1
-    assert ledger.queries == 0  # a first upload never looks for older versions
+    # One range read of the name's rows (older versions in flight, other inputs with the same MP3): reads only.
+    assert ledger.queries == 1
 
 
-def test_overwrite_terminates_older_versions_still_in_flight_of_that_name_only(parts):
+def test_a_new_version_terminates_older_versions_still_in_flight_of_that_name_only(parts):
     submitter, gateway, ledger, _ = parts
     # Same readable prefix, other name ('a-b' starts like 'a-'): must not be touched.
     submitter.handle(blob("a-b.mp4", etag='"0x9"'))
     submitter.handle(blob("a.mp4", etag='"0x1"'))
     old_id = naming.task_id("a.mp4", '"0x1"')
     gateway.calls.clear()
-    outcome = submitter.handle(BlobVersion("input", "a.mp4", '"0x2"', 1000, "video/mp4", overwrite=True))
+    # Written after the older version was submitted: the older one is in flight and older, so it is stopped.
+    outcome = submitter.handle(BlobVersion("input", "a.mp4", '"0x2"', 1000, "video/mp4",
+                                           modified=NOW + timedelta(seconds=1)))
     new_id = naming.task_id("a.mp4", '"0x2"')
     assert outcome.state is State.QUEUED and outcome.row_key == new_id
-    assert gateway.calls == [f"add_task:{new_id}", f"terminate_task:{old_id}"] and ledger.queries == 1
+    assert gateway.calls == [f"add_task:{new_id}", f"terminate_task:{old_id}"]
+    assert ledger.queries == 3  # one range read per upload
     assert naming.task_id("a-b.mp4", '"0x9"').lower() in gateway.tasks
 
 
@@ -96,14 +100,8 @@ def test_overwrite_leaves_finished_versions_alone(parts):
     old = ledger.rows[("jobs", naming.task_id("a.mp4", '"0x1"'))]
     ledger.rows[("jobs", old.row_key)] = type(old)(**{**old.__dict__, "state": State.SUCCEEDED})
     gateway.calls.clear()
-    submitter.handle(BlobVersion("input", "a.mp4", '"0x2"', 1000, "video/mp4", overwrite=True))
+    submitter.handle(BlobVersion("input", "a.mp4", '"0x2"', 1000, "video/mp4", modified=NOW + timedelta(seconds=1)))
     assert [c for c in gateway.calls if c.startswith("terminate_task")] == []
-
-
-@pytest.mark.parametrize(("gap", "expected"), [(0, False), (0.5, False), (1, True), (3600, True)])
-def test_overwrite_is_a_version_modified_after_the_blob_was_created(gap, expected):
-    assert is_overwrite(NOW, NOW + timedelta(seconds=gap)) is expected
-    assert is_overwrite(None, NOW) is False
 
 
 @pytest.mark.parametrize("version,state,reason", [
@@ -172,3 +170,29 @@ def test_the_task_reads_the_version_the_trigger_saw(parts):
     outcome = submitter.handle(version)
     assert access.versions == ["2026-11-25T11:59:58.1234567Z"]
     assert ledger.rows[("jobs", outcome.row_key)].to_entity()["InputVersionId"] == "2026-11-25T11:59:58.1234567Z"
+
+
+def test_names_differing_only_in_the_extension_case_do_not_share_an_mp3(parts):
+    submitter, gateway, ledger, _ = parts
+    first = submitter.handle(blob("shows/clip.mp4", etag='"0x1"'))
+    second = submitter.handle(blob("shows/clip.MP4", etag='"0x2"'))
+    assert first.state is State.QUEUED and second.state is State.REJECTED
+    assert "'shows/clip.mp4'" in second.reason and "'shows/clip.mp3'" in second.reason
+    assert len(gateway.tasks) == 1  # the later upload converts nothing
+
+
+def test_a_twin_that_was_deleted_does_not_block_the_name(parts):
+    submitter, gateway, ledger, access = parts
+    submitter.handle(blob("clip.mp4", etag='"0x1"'))
+    gone = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs", limits=submitter._limits,
+                     clock=lambda: NOW, input_exists=lambda container, name: False)
+    assert gone.handle(blob("clip.MP4", etag='"0x2"')).state is State.QUEUED
+
+
+def test_a_late_trigger_of_an_older_version_does_not_stop_a_newer_one(parts):
+    submitter, gateway, _, _ = parts
+    submitter.handle(blob("a.mp4", etag='"0x2"'))  # the newer version, submitted at NOW
+    gateway.calls.clear()
+    # The older version's trigger read its properties before the overwrite and runs only now.
+    submitter.handle(BlobVersion("input", "a.mp4", '"0x1"', 1000, "video/mp4", modified=NOW - timedelta(seconds=5)))
+    assert [c for c in gateway.calls if c.startswith("terminate_task")] == []

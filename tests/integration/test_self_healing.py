@@ -239,7 +239,7 @@ def test_trigger_dies_between_adding_the_task_and_writing_its_row(stack, clip):
         def record(self, row):
             raise Killed()
 
-        def in_flight_versions(self, *args):
+        def same_output_rows(self, *args):
             return []
 
     s = stack.service
@@ -257,19 +257,28 @@ def test_trigger_dies_between_adding_the_task_and_writing_its_row(stack, clip):
 
 
 def test_older_version_finishing_last_does_not_leave_its_mp3(stack, clip, tmp_path):
-    """Re-upload while converting, where overwrite detection misses (Azurite resets a blob's creation time on a
-    single-shot overwrite): the older version is not terminated, converts a long input and uploads after the
-    newer one. The tick sees the MP3 is the older version's and runs the newest again."""
+    """Re-upload while converting, where the newer version's trigger cannot see the older one (their triggers
+    ran at the same moment: the older's row was not written yet), so the older is not terminated, converts a
+    long input and uploads after the newer one. The tick sees the MP3 is the older version's and runs the
+    newest again."""
     long_input = tmp_path / "long.mp4"
     subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "sine=frequency=440:sample_rate=44100:duration=1800", "-c:a", "flac", "-ac", "1",
                     "-strict", "-2", str(long_input)], check=True, timeout=120)
+    s = stack.service
     older = upload(stack, "race.mp4", long_input.read_bytes())
-    stack.trigger("race.mp4")
-    stack.tick_until(lambda: stack.row(older)[Col.STATE] == "running", 60, "the older version to start")
+    older_version = blob_version(stack.blobs.get_blob_client(s.settings.input_container, "race.mp4"))
+    s.ensure_output_containers()
+    assert s.submitter.add_task(older_version).value == "created"   # the older trigger, before its row write
+    stack.tick_until(lambda: (t := s.batch.task(older)) is not None and t.state == "running", 60,
+                     "the older version to start")
+    # The ticks that woke the pool adopted the older task (no row yet); take that row away again so the
+    # newer trigger runs exactly as it would in the race: before the older version's row exists.
+    stack.table.delete_entity(s.settings.job_id, older)
     newer = upload(stack, "race.mp4", clip)
-    stack.trigger("race.mp4")
-    assert stack.row(older)[Col.STATE] == "running"  # not recognised as an overwrite: not superseded
+    stack.trigger("race.mp4")                                          # sees no older row: terminates nothing
+    s.submitter.handle(older_version)                                  # the older trigger writes its row now
+    assert s.batch.task(older).state == "running"  # not terminated
 
     def newest_in_place():
         states = {r["RowKey"]: r for r in rows(stack)}
@@ -288,4 +297,26 @@ def test_older_version_finishing_last_does_not_leave_its_mp3(stack, clip, tmp_pa
     # run again because of it, and the MP3 left is the newest's.
     assert newer_row[Col.RESUBMITS] == 1 and newer_row[Col.RESUBMIT_REASON] == STALE_OUTPUT
     mp3 = stack.blobs.get_blob_client(stack.settings.output_container, "race.mp3").get_blob_properties()
+    assert mp3.metadata["batch_task_id"] == newer
+
+
+def test_reupload_while_converting_stops_the_older_version(stack, clip, tmp_path):
+    """The usual re-upload: the newer version's trigger finds the older one in flight in the ledger (whatever
+    the blob's timestamps say: Azurite resets creation time on this single-shot overwrite) and stops it."""
+    long_input = tmp_path / "long.mp4"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=44100:duration=1800", "-c:a", "flac", "-ac", "1",
+                    "-strict", "-2", str(long_input)], check=True, timeout=120)
+    older = upload(stack, "again.mp4", long_input.read_bytes())
+    stack.trigger("again.mp4")
+    stack.tick_until(lambda: stack.row(older)[Col.STATE] == "running", 60, "the older version to start")
+    newer = upload(stack, "again.mp4", clip)
+    stack.trigger("again.mp4")
+    stack.tick_until(lambda: all(stack.row(t)[Col.STATE] in FINAL for t in (older, newer)), 120, "both final")
+    older_row, newer_row = stack.row(older), stack.row(newer)
+    print(f"\n[faults] re-upload while converting (detected): older={older_row[Col.STATE]} "
+          f"newer={newer_row[Col.STATE]}")
+    assert older_row[Col.STATE] == "failed" and "superseded by a newer upload" in older_row[Col.REASON]
+    assert newer_row[Col.STATE] == "succeeded" and Col.RESUBMITS not in newer_row
+    mp3 = stack.blobs.get_blob_client(stack.settings.output_container, "again.mp3").get_blob_properties()
     assert mp3.metadata["batch_task_id"] == newer

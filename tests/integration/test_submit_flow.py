@@ -296,8 +296,9 @@ def test_steady_state_upload_costs_one_batch_call_and_one_table_write(stack, ste
     batch_calls = [c for c in app_calls if c[0].endswith(f":{stack.batch_port}")]
     table_calls = [c for c in app_calls if stack.settings.ledger_table in c[2]]
     assert [(m, p) for _, m, p in batch_calls] == [("POST", f"/jobs/{stack.settings.job_id}/tasks")]
-    assert [m for _, m, _ in table_calls] == ["POST"]
-    assert len(app_calls) == 2                      # nothing else: no pool/job/container checks
+    # One range read of the name's rows (older versions in flight, another input with the same MP3), one insert.
+    assert [m for _, m, _ in table_calls] == ["GET", "POST"]
+    assert len(app_calls) == 3                      # nothing else: no pool/job/container checks
     assert [m for _, m, _ in blob_calls] == ["HEAD"]  # the binding's one Get Blob Properties
     # The emulator's own request count agrees: one Batch request was served, and it was an add-task.
     assert served_after["total"] - served_before["total"] == 1
@@ -319,6 +320,7 @@ def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_s
         acct, st = "/devstoreaccount1", s.settings
         assert cold == [
             ("PUT", f"{acct}/{st.output_container}"), ("PUT", f"{acct}/{st.logs_container}"),  # once per process
+            ("GET", f"{acct}/{st.ledger_table}()"),    # the name's rows (none: no table yet reads as empty)
             ("POST", "/pools"),                        # PoolExists: success, cached
             ("POST", "/jobs"),                         # created once, cached
             ("POST", f"/jobs/{st.job_id}/tasks"),
@@ -326,7 +328,8 @@ def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_s
             ("POST", f"{acct}/Tables"),                # ... so the table is created once
             ("POST", f"{acct}/{st.ledger_table}"),
         ]
-        assert warm == [("POST", f"/jobs/{st.job_id}/tasks"), ("POST", f"{acct}/{st.ledger_table}")]
+        assert warm == [("GET", f"{acct}/{st.ledger_table}()"), ("POST", f"/jobs/{st.job_id}/tasks"),
+                        ("POST", f"{acct}/{st.ledger_table}")]
     finally:
         _teardown(s)
 
