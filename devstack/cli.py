@@ -14,8 +14,13 @@ def cmd_test(extra: list[str]) -> int:
 
 
 def cmd_start(_: list[str]) -> int:
-    for c in stack.start():
+    components = stack.start()
+    for c in components:
         print(f"{c.name:15} pid {c.pid:<7} port {c.port:<6} log {c.log}")
+    if any(c.name == "devhost" for c in components):
+        key = stack.webhook_key(stack.ensure_local_settings())
+        print(f"Event Grid webhook: POST {stack.webhook_url()}&code=<key>  (header aeg-event-type: Notification)")
+        print(f"blobs_extension key: {key.value}  (from {key.source}; test.http's @code)")
     print("stack is running; stop it with ./dev stop")
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from devstack import azurite
+from devstack.devhost.security import WebhookKey, resolve_webhook_key
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".devstack"
@@ -24,6 +25,7 @@ LOG_DIR = STATE_DIR / "logs"
 SETTINGS = ROOT / "local.settings.json"
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
 DEVHOST_PORT = 7071
+BLOB_TRIGGER_FUNCTION = "process_upload"
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,23 @@ def start(with_host: bool = True) -> list[Component]:
 
     if with_host and "devhost" not in already:
         args = [sys.executable, "-m", "devstack.devhost", "--app-dir", str(ROOT),
-                "--settings", str(SETTINGS), "--port", str(DEVHOST_PORT)]
+                "--settings", str(SETTINGS), "--port", str(DEVHOST_PORT), "--state-dir", str(STATE_DIR)]
         components.append(_spawn("devhost", args, DEVHOST_PORT, env))
 
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps([c.__dict__ for c in components], indent=2))
     return components
+
+
+def webhook_key(values: dict[str, str]) -> WebhookKey:
+    """The blobs_extension key the dev host checks: resolved as the host does (environment over settings)."""
+    env = {**values, **{k: v for k, v in os.environ.items() if v}}
+    return resolve_webhook_key(env, STATE_DIR)
+
+
+def webhook_url(function_name: str = BLOB_TRIGGER_FUNCTION) -> str:
+    """The dev host's Event Grid webhook for a function, without its key (add `&code=<key>`)."""
+    return f"http://127.0.0.1:{DEVHOST_PORT}/runtime/webhooks/blobs?functionName=Host.Functions.{function_name}"
 
 
 def stop(timeout: float = 15.0) -> list[str]:

@@ -309,3 +309,24 @@ def test_refusal_needs_exactly_one_loopback_host():
     assert refusal_reason([(b"host", b"localhost"), (b"origin", b"")]) is not None
     assert refusal_reason([(b"host", b"localhost"), (b"sec-fetch-site", b"same-origin")]) is None
 
+
+# -- ./dev start prints the key the dev host checks -----------------------------------------------------
+def test_dev_start_prints_the_webhook_and_the_key_the_host_uses(tmp_path, monkeypatch, capsys):
+    from devstack import cli, stack
+
+    monkeypatch.setattr(stack, "STATE_DIR", tmp_path)
+    monkeypatch.delenv(KEY_SETTING, raising=False)
+    monkeypatch.setattr(stack, "ensure_local_settings", lambda: {})
+    monkeypatch.setattr(stack, "start", lambda: [stack.Component("devhost", 1, 7071, ".devstack/logs/devhost.log")])
+    assert cli.cmd_start([]) == 0
+    out = capsys.readouterr().out
+    key = (tmp_path / KEY_FILE).read_text().strip()     # what `python -m devstack.devhost --state-dir` reads
+    assert f"blobs_extension key: {key}" in out
+    assert "POST http://127.0.0.1:7071/runtime/webhooks/blobs?functionName=Host.Functions.process_upload&code=" in out
+    # A setting wins over the file, as in the host (environment over local.settings.json).
+    monkeypatch.setattr(stack, "ensure_local_settings", lambda: {KEY_SETTING: "from-settings"})
+    cli.cmd_start([])
+    assert "blobs_extension key: from-settings" in capsys.readouterr().out
+    monkeypatch.setenv(KEY_SETTING, "from-env")
+    cli.cmd_start([])
+    assert "blobs_extension key: from-env" in capsys.readouterr().out
