@@ -31,6 +31,7 @@ import httpx  # noqa: E402
 from azure.batch import BatchClient, models as m  # noqa: E402
 from azure.core.credentials import AzureNamedKeyCredential  # noqa: E402
 
+from devstack.batch_emulator.access import ADMIN_HEADERS  # noqa: E402
 from devstack.batch_emulator.config import EmulatorConfig  # noqa: E402
 from devstack.batch_emulator.server import EmulatorServer  # noqa: E402
 
@@ -70,7 +71,7 @@ def _client(server: Target | EmulatorServer) -> BatchClient:
 
 
 def _stats(server: Target | EmulatorServer) -> dict:
-    return httpx.get(f"{server.url}/_emulator/stats").json()
+    return httpx.get(f"{server.url}/_emulator/stats", headers=ADMIN_HEADERS).json()
 
 
 def bench_single_adds(server: Target | EmulatorServer, job: str, count: int, threads: int) -> float:
@@ -109,12 +110,12 @@ def bench_listing(server: Target | EmulatorServer, job: str, total: int) -> tupl
     client.create_tasks(job, [_task(f"l{i}") for i in range(total)], max_concurrency=4)
     for i in range(0, total, 10):  # 10% completed, spread over the job
         client.terminate_task(job, f"l{i}")
-    httpx.post(f"{server.url}/_emulator/stats/reset")
+    httpx.post(f"{server.url}/_emulator/stats/reset", headers=ADMIN_HEADERS)
     start = time.perf_counter()
     active = sum(1 for _ in client.list_tasks(job, filter="state eq 'active'", select=["id", "state"]))
     elapsed = time.perf_counter() - start
     calls = _stats(server)["operations"].get("Task_List", 0)
-    httpx.post(f"{server.url}/_emulator/stats/reset")
+    httpx.post(f"{server.url}/_emulator/stats/reset", headers=ADMIN_HEADERS)
     completed = sum(1 for _ in client.list_tasks(job, filter="state eq 'completed'"))
     client.close()
     return active, calls, elapsed, completed

@@ -33,6 +33,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, UpdateMode
 
 from devstack import azurite
+from devstack.batch_emulator.access import ADMIN_HEADERS
 from devstack.batch_emulator.config import EmulatorConfig
 from devstack.batch_emulator.server import EmulatorServer
 from shared import pool_spec
@@ -138,7 +139,8 @@ def run(tasks: int = 10_000, changes: int = 10) -> dict:
                                             storage_connection_string=ports.connection_string,
                                             max_running_tasks=16, log_level="WARNING")).start()
         try:
-            stats = lambda: httpx.get(f"{emu.url}/_emulator/stats", timeout=10).json()  # noqa: E731
+            stats = lambda: httpx.get(f"{emu.url}/_emulator/stats", headers=ADMIN_HEADERS,  # noqa: E731
+                                      timeout=10).json()
             settings = _settings(ports.connection_string, emu)
             transport = CountingTransport()
             service = build_service(settings, {"transport": transport})

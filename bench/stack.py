@@ -24,6 +24,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
 from devstack import azurite
+from devstack.batch_emulator.access import ADMIN_HEADERS
 from devstack.devhost.security import load_or_create_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,9 +96,11 @@ class LocalStack:
         self.azurite_proc = azurite.start(self.ports, log_path=self.work / "azurite.log")
         self.emulator = self._spawn("batch-emulator", [
             sys.executable, "-m", "devstack.batch_emulator", "--host", "127.0.0.1", "--port", str(self.emulator_port),
-            "--in-memory", "--storage-connection-string", self.connection_string,
-            "--max-running-tasks", str(self.slots), "--node-start-delay", str(self.node_start_delay),
-            "--log-level", "WARNING"])
+            "--in-memory", "--max-running-tasks", str(self.slots), "--node-start-delay", str(self.node_start_delay),
+            "--log-level", "WARNING"], env={
+            # secrets in the environment, not argv (`ps` shows argv to every user)
+            "BATCH_EMULATOR_ACCOUNT_KEY": self.batch_account[1],
+            "BATCH_EMULATOR_STORAGE_CONNECTION_STRING": self.connection_string})
         _wait_until(self._emulator_healthy, 60, "Batch emulator", self.emulator)
         return self
 
@@ -114,16 +117,17 @@ class LocalStack:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
         log = self.work / f"{name}.log"
         with open(log, "ab") as out:
-            popen = subprocess.Popen(argv, cwd=ROOT, env=self._env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            popen = subprocess.Popen(argv, cwd=ROOT, env={**self._env, **(env or {})}, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return Process(name, popen, log)
 
     def _emulator_healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.batch_url}/_emulator/health", timeout=1).status_code == 200
+            return httpx.get(f"{self.batch_url}/_emulator/health", headers=ADMIN_HEADERS,
+                             timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -148,7 +152,7 @@ class LocalStack:
         return BlobServiceClient.from_connection_string(self.connection_string)
 
     def emulator_admin(self, method: str, path: str) -> dict:
-        response = httpx.request(method, f"{self.batch_url}/_emulator/{path}", timeout=10)
+        response = httpx.request(method, f"{self.batch_url}/_emulator/{path}", headers=ADMIN_HEADERS, timeout=10)
         response.raise_for_status()
         return response.json()
 

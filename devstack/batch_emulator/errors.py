@@ -75,6 +75,29 @@ def invalid_header_value(name: str, value: str, reason: str) -> BatchError:
                       _values([("HeaderName", name), ("HeaderValue", value), ("Reason", reason)]))
 
 
+# --- emulator access policy (access.py; issue 14). Not service codes: the service has no such checks -------
+
+def host_not_allowed(host: str, allowed: Sequence[str]) -> BatchError:
+    # The service's code for a malformed header; the Reason says what the emulator accepts.
+    return BatchError(400, "InvalidHeaderValue",
+                      "The value provided for one of the HTTP headers was not in the correct format.",
+                      _values([("HeaderName", "Host"), ("HeaderValue", host),
+                               ("Reason", "The Batch emulator answers only requests addressed to a loopback host ("
+                                          + ", ".join(allowed) + ", with or without a port).")]))
+
+
+def request_from_web_page(header: str, value: str) -> BatchError:
+    return BatchError(403, "RequestFromWebPageNotAllowed",
+                      "The Batch emulator does not serve requests made by web pages.",
+                      _values([("HeaderName", header), ("HeaderValue", value)]))
+
+
+def admin_header_required(header: str) -> BatchError:
+    return BatchError(403, "EmulatorAdminHeaderRequired",
+                      f"Emulator-only routes require the request header '{header}: 1'.",
+                      [("HeaderName", header)])
+
+
 def missing_required_query_parameter(name: str) -> BatchError:
     return BatchError(400, "MissingRequiredQueryParameter",
                       "A query parameter that's mandatory for this request is not specified.",

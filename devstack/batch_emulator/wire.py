@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import errors
+from . import access, errors
 from .auth import Authenticator, RequestFacts
 from .faults import FaultInjector
 from .stats import RequestStats
@@ -66,7 +66,7 @@ def base_url(scope: Scope) -> str:
         if name == b"host":
             host = value.decode("latin-1")
             break
-    if not host:
+    if not host or not access.is_loopback_host(host):  # never echo a refused Host into a link
         server = scope.get("server") or ("127.0.0.1", 80)
         host = f"{server[0]}:{server[1]}"
     return f"{scope.get('scheme', 'http')}://{host}"
@@ -82,7 +82,9 @@ def error_response(exc: errors.BatchError, scope: Scope, request_id: str) -> Res
 
 
 class FrontDoor:
-    """Pure ASGI middleware in front of the Batch routes: ids, authentication, api-version, common headers."""
+    """Pure ASGI middleware in front of every route: the access policy (access.py: loopback Host, no web pages,
+    admin header) for Batch and /_emulator routes alike; then, for Batch routes, ids, authentication,
+    api-version and the common headers."""
 
     def __init__(self, app: ASGIApp, admin: ASGIApp, authenticator: Authenticator, stats: RequestStats) -> None:
         self.app = app
@@ -91,10 +93,23 @@ class FrontDoor:
         self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # no Batch or admin route is a websocket
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"].startswith(ADMIN_PREFIX):
+        admin = scope["path"].startswith(ADMIN_PREFIX)
+        try:
+            access.check_request(scope.get("headers") or [], admin=admin)
+        except errors.BatchError as exc:  # not loopback by name, sent by a web page, admin header missing
+            if not admin:
+                self.stats.record("Refused", exc.status)
+            log.warning("refused %s %s: %s %s", scope["method"], scope["path"], exc.code,
+                        "; ".join(f"{k}={v}" for k, v in exc.values))
+            await error_response(exc, scope, str(uuid.uuid4()))(scope, receive, send)
+            return
+        if admin:
             await self.admin(scope, receive, send)
             return
         request_id = str(uuid.uuid4())

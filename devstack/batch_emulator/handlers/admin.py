@@ -1,5 +1,8 @@
 """Emulator-only routes under /_emulator (outside the Batch surface, no Batch auth; loopback test hooks):
-health, request stats, fault injection settings and the node-seconds meter."""
+health, request stats, fault injection settings and the node-seconds meter.
+
+The FrontDoor serves these only to loopback Hosts, never to web pages, and only with `x-emulator-admin: 1`
+(access.py); clients send `access.ADMIN_HEADERS`."""
 from __future__ import annotations
 
 import json
