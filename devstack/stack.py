@@ -76,6 +76,19 @@ def _wait_port(name: str, proc: subprocess.Popen, port: int, log: Path, timeout:
     raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f}s (log: {log})")
 
 
+def emulator_launch(values: dict[str, str], env: dict[str, str], port: int | None = None,
+                    data_dir: Path = STATE_DIR / "batch") -> tuple[list[str], dict[str, str]]:
+    """The Batch emulator's command line and environment for the settings `values`. Its secrets (account key,
+    storage connection string) go in its environment, readable by its user only, never on its command line,
+    where `ps` shows them to every user of the machine."""
+    url = urlparse(values["BATCH_ACCOUNT_URL"])
+    args = [sys.executable, "-m", "devstack.batch_emulator", "--host", url.hostname or "127.0.0.1",
+            "--port", str((url.port or 10100) if port is None else port), "--data-dir", str(data_dir),
+            "--account-name", values["BATCH_ACCOUNT_NAME"]]
+    return args, {**env, "BATCH_EMULATOR_ACCOUNT_KEY": values["BATCH_ACCOUNT_KEY"],
+                  "BATCH_EMULATOR_STORAGE_CONNECTION_STRING": azurite.AzuritePorts().connection_string}
+
+
 def _spawn(name: str, args: list[str], port: int, env: dict[str, str], timeout: float = 60) -> Component:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{name}.log"
@@ -103,12 +116,9 @@ def start(with_host: bool = True) -> list[Component]:
         components.append(_spawn("azurite", args, ports.table, env))
 
     if "batch-emulator" not in already:
-        url = urlparse(values["BATCH_ACCOUNT_URL"])
-        args = [sys.executable, "-m", "devstack.batch_emulator", "--host", url.hostname or "127.0.0.1",
-                "--port", str(url.port or 10100), "--data-dir", str(STATE_DIR / "batch"),
-                "--account-name", values["BATCH_ACCOUNT_NAME"], "--account-key", values["BATCH_ACCOUNT_KEY"]]
-        emulator_env = {**env, "BATCH_EMULATOR_STORAGE_CONNECTION_STRING": azurite.AzuritePorts().connection_string}
-        components.append(_spawn("batch-emulator", args, url.port or 10100, emulator_env))
+        args, emulator_env = emulator_launch(values, env)
+        port = urlparse(values["BATCH_ACCOUNT_URL"]).port or 10100
+        components.append(_spawn("batch-emulator", args, port, emulator_env))
 
     if with_host and "devhost" not in already:
         args = [sys.executable, "-m", "devstack.devhost", "--app-dir", str(ROOT),

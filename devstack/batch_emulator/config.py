@@ -2,6 +2,10 @@
 
 Every setting has a documented default; invalid values raise `ConfigError` naming the setting, so a typo in an
 environment variable fails at start-up instead of producing a subtly different emulator.
+
+The account key never travels on the command line (where `ps` shows it to every user of the machine): it comes
+from `BATCH_EMULATOR_ACCOUNT_KEY` or from a file only its owner can read (`--account-key-file`, 0600); the
+`--account-key` flag is refused with a message saying so.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import binascii
 import dataclasses
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -139,6 +144,24 @@ def _parse_seconds(setting: str, raw: str) -> float:
     return value
 
 
+def read_account_key_file(raw: str) -> str:
+    """The key in a file only its owner may read or write (like an ssh private key): 0600 or stricter."""
+    path = Path(raw).expanduser()
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError("account_key_file", f"{path} is not a regular file")
+        if mode & 0o077:
+            raise ConfigError("account_key_file", f"{path} is readable or writable by others "
+                                                  f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("account_key_file", f"cannot read {path}: {exc}") from None
+    if not key:
+        raise ConfigError("account_key_file", f"{path} is empty")
+    return key
+
+
 def _parse_int(setting: str, raw: str) -> int:
     try:
         return int(raw)
@@ -165,7 +188,7 @@ _DURATIONS = ("autoscale_min_interval", "sample_period", "enable_autoscale_min_g
 _FAULTS = {"fault_rate": ("rate", _parse_seconds), "fault_status": ("status", _parse_int),
            "fault_retry_after": ("retry_after", _parse_int), "fault_count": ("count", _parse_int),
            "fault_operations": ("operations", None)}
-ALL_SETTINGS = (*_SCALARS, *_DURATIONS, "data_dir", "in_memory", *_FAULTS)
+ALL_SETTINGS = (*_SCALARS, *_DURATIONS, "data_dir", "in_memory", "account_key_file", *_FAULTS)
 
 
 def from_mapping(values: Mapping[str, str | None], base: EmulatorConfig | None = None) -> EmulatorConfig:
@@ -182,6 +205,10 @@ def from_mapping(values: Mapping[str, str | None], base: EmulatorConfig | None =
             changes[name] = timedelta(seconds=_parse_seconds(name, raw))
         elif name == "data_dir":
             changes["data_dir"] = Path(raw).expanduser() if raw else None
+        elif name == "account_key_file":
+            if values.get("account_key") is not None:
+                raise ConfigError("account_key_file", "give the account key or a key file, not both")
+            changes["account_key"] = read_account_key_file(raw)
         elif name == "in_memory":
             if _parse_bool(name, raw):
                 changes["data_dir"] = None
@@ -218,7 +245,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--host", help="listen address (default 127.0.0.1)")
     add("--port", help="listen port (default 10100; 0 = any free port)")
     add("--account-name", help="Batch account name (default devbatch)")
-    add("--account-key", help="base64 account key (default: local.settings.sample.json's)")
+    add("--account-key", help=argparse.SUPPRESS)  # refused: argv is visible to every user (ps)
+    add("--account-key-file", help="file holding the base64 account key, mode 0600 (or set "
+                                   "BATCH_EMULATOR_ACCOUNT_KEY; default: local.settings.sample.json's key)")
     add("--data-dir", help="directory for the state database and node work dirs")
     add("--in-memory", action="store_const", const="true", help="keep state in memory only")
     add("--node-start-delay", help="seconds before a new node can run tasks (default 3)")
@@ -244,5 +273,8 @@ def argument_parser() -> argparse.ArgumentParser:
 def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> EmulatorConfig:
     """CLI flags override environment variables, which override defaults."""
     args = argument_parser().parse_args(argv)
+    if args.account_key is not None:
+        raise ConfigError("account_key", "not accepted on the command line, where `ps` shows it to every user; "
+                                         f"set {ENV_PREFIX}ACCOUNT_KEY or use --account-key-file (mode 0600)")
     base = from_env(environ)
     return from_mapping({k: v for k, v in vars(args).items() if v is not None}, base)
