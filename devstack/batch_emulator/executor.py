@@ -19,10 +19,20 @@ Emulator choices where the sources are silent: a terminated task (cancel event) 
 killed process's 128+SIGKILL exit code and uploads nothing; a pattern without wildcards that
 matches no file is not an error (like a wildcard matching nothing); maxWallClockTime bounds
 downloads and the command, not uploads; a nonzero exit outranks an upload error in failureInfo.
+
+Confinement (issue 14; the emulator's rule, not the service's): a node here is the developer's own
+machine, so the emulator reads and writes files only inside the task directory (the one holding
+`wd/`, `stdout.txt`, `stderr.txt`), resolved with symbolic links followed. A resource file whose
+target resolves outside it fails the task with ResourceFileCreateFailed; an output filePattern
+that leads outside it (absolute, `..`, `$VAR`, or a symbolic link) uploads nothing from there and
+fails the task with FileUploadMiscError. Wildcards do not descend into symbolically linked
+directories. The task's stdout/stderr and upload logs are never written through a link.
 """
 from __future__ import annotations
 
-import glob
+import errno
+import fnmatch
+import io
 import logging
 import os
 import re
@@ -31,7 +41,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -281,6 +291,7 @@ class _TaskRun:
         self.label = f"job={launch.job_id or '-'} task={launch.task_id} node={launch.node_id}"
         self.start_time = _utcnow()
         self._key_access: AccountKeyAccess | None = None
+        self.root_real = os.path.realpath(self.task_dir)  # set again once the directories are checked
 
     # -- orchestration ---------------------------------------------------------------------------
 
@@ -352,8 +363,23 @@ class _TaskRun:
 
     def _make_directories(self) -> None:
         root = self.launch.node_root
-        for directory in (root / "shared", root / "startup", root / "fsmounts", self.working_dir):
+        for directory in (root / "shared", root / "startup", root / "fsmounts"):
             directory.mkdir(parents=True, exist_ok=True)
+        # The task directory and wd/ are the emulator's: a symbolic link a previous try left in their place
+        # (anywhere below the node root) is removed, so the confinement root really is this task's directory.
+        current = root
+        for part in self.working_dir.relative_to(root).parts:
+            current = current / part
+            if current.is_symlink():
+                current.unlink()
+            current.mkdir(exist_ok=True)
+        expected = os.path.join(os.path.realpath(root), *self.working_dir.relative_to(root).parts)
+        if os.path.realpath(self.working_dir) != expected:
+            raise OSError(errno.ELOOP, "the task directory is reached through a symbolic link")
+        self.root_real = os.path.realpath(self.task_dir)
+
+    def _inside_task_dir(self, path: Path) -> bool:
+        return is_within(os.path.realpath(path), self.root_real)
 
     def _environment(self) -> dict[str, str]:
         launch = self.launch
@@ -405,8 +431,8 @@ class _TaskRun:
         target = self.working_dir / (_relative_inside(resource_file.get("filePath") or "") or PurePosixPath())
         url = http_source(resource_file)
         if url:
-            size = download_url(url, target, self.stop, key_access)
-            _chmod(target, mode)
+            self._check_write_target(target, resource_file.get("filePath") or "")
+            size = download_url(url, target, self.stop, key_access, mode)
             log.info("task.resource_file %s source=%s path=%s bytes=%d", self.label, redact_url(url),
                      resource_file["filePath"], size)
             return
@@ -421,12 +447,20 @@ class _TaskRun:
             if relative is None:
                 raise TransferFailure("local_create", f"blob name escapes the target directory: {name}")
             destination = target / relative
-            size = download_blob(container, name, destination, self.stop)
-            _chmod(destination, mode)
+            self._check_write_target(destination, name)
+            size = download_blob(container, name, destination, self.stop, mode)
             log.info("task.resource_file %s source=%s blob=%s bytes=%d", self.label,
                      redact_url(container.url), name, size)
         log.info("task.resource_container %s source=%s prefix=%s blobs=%d", self.label,
                  redact_url(container.url), prefix or "", len(names))
+
+    def _check_write_target(self, target: Path, named: str) -> None:
+        """A download may only land in a directory that resolves inside the task directory: a symbolic
+        link a previous try left on the way (wd/sub -> /home/me) is not followed. (A link at `target`
+        itself is replaced by the download, not written through.)"""
+        if not self._inside_task_dir(target.parent):
+            raise TransferFailure("local_create", f"{named}: the target directory resolves outside the task "
+                                                  "directory (symbolic link); nothing was written")
 
     def _identity_access(self, identity_reference: dict | None) -> AccountKeyAccess | None:
         """A managed identity resolves to the emulator's configured storage credential."""
@@ -462,7 +496,8 @@ class _TaskRun:
             return _ProcessResult(None, None, COMMAND_LAUNCH_FAILED, f"unparsable command line: {exc}")
         if not argv:
             return _ProcessResult(None, None, COMMAND_LAUNCH_FAILED, "empty command line")
-        with open(self.task_dir / "stdout.txt", "wb") as stdout, open(self.task_dir / "stderr.txt", "wb") as stderr:
+        with _open_task_log(self.task_dir / "stdout.txt") as stdout, \
+                _open_task_log(self.task_dir / "stderr.txt") as stderr:
             try:
                 # Popen resolves argv[0] on the *task's* PATH and relative to the working dir.
                 process = subprocess.Popen(argv, cwd=self.working_dir, env=env, stdin=subprocess.DEVNULL,
@@ -496,8 +531,10 @@ class _TaskRun:
             return None
         first_failure: dict | None = None
         # [OUT]: every upload writes fileuploadout.txt / fileuploaderr.txt in the task directory.
-        with open(self.task_dir / "fileuploadout.txt", "a", encoding="utf-8") as out_log, \
-                open(self.task_dir / "fileuploaderr.txt", "a", encoding="utf-8") as err_log:
+        with _open_task_log(self.task_dir / "fileuploadout.txt", append=True) as out_raw, \
+                _open_task_log(self.task_dir / "fileuploaderr.txt", append=True) as err_raw, \
+                io.TextIOWrapper(out_raw, encoding="utf-8") as out_log, \
+                io.TextIOWrapper(err_raw, encoding="utf-8") as err_log:
             for spec in due:
                 failure = self._upload_one(spec, env, out_log, err_log)
                 if failure is not None and first_failure is None:
@@ -516,10 +553,16 @@ class _TaskRun:
             detail = exc.detail if isinstance(exc, TransferFailure) else f"invalid upload settings: {exc}"
             err_log.write(f"{_stamp()} {pattern}: {detail}\n")
             return FILE_UPLOAD_MISC.info([("FilePattern", pattern), ("Message", detail)])
-        matches = match_output_files(pattern, self.working_dir, env)
-        if not matches:
-            out_log.write(f"{_stamp()} {pattern}: no files matched\n")
+        found = find_output_files(pattern, self.working_dir, env, root=self.task_dir)
+        matches = found.files
         failure: dict | None = None
+        for refused in found.refused:
+            detail = f"{refused} is outside the task directory; not uploaded"
+            err_log.write(f"{_stamp()} {pattern}: {detail}\n")
+            log.warning("task.output_file_refused %s pattern=%s path=%s", self.label, pattern, refused)
+            failure = failure or FILE_UPLOAD_MISC.info([("FilePattern", pattern), ("Message", detail)])
+        if not matches and not found.refused:
+            out_log.write(f"{_stamp()} {pattern}: no files matched\n")
         for local_path, relative_name in matches:
             blob_name = _blob_name(container_spec.get("path"), relative_name, has_wildcards=_has_magic(pattern))
             try:
@@ -545,29 +588,109 @@ _ENV_REFERENCE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _MAGIC = re.compile(r"[*?[]")
 
 
-def match_output_files(pattern: str, working_dir: Path, env: dict[str, str]) -> list[tuple[Path, str]]:
-    """Files matching an output filePattern, each with the name it uploads under.
+@dataclass
+class OutputMatches:
+    files: list[tuple[Path, str]]      # (resolved local path inside the task directory, upload name)
+    refused: list[str]                 # what the pattern reached outside the task directory, not uploaded
+
+
+def find_output_files(pattern: str, working_dir: Path, env: dict[str, str], root: Path | None = None
+                      ) -> OutputMatches:
+    """Files matching an output filePattern, each with the name it uploads under, confined to `root`.
 
     $VAR references are expanded from the task's environment first; relative patterns start at
     the working directory (`../stdout.txt` reaches the task directory); `*`, `?`, `[abc]`, `[!a]`
     work within a path segment, `**` spans directories, and names starting with "." match only a
     pattern segment that starts with "." too. Without wildcards the upload name is the file's
     name; with wildcards it is the path below the pattern's last wildcard-free directory.
+
+    `root` (default: the working directory's parent, the task directory) bounds what may be read:
+    the pattern's wildcard-free part is resolved (symbolic links followed) and must lie inside it,
+    wildcards do not enter symbolically linked directories, and a matched symbolic link is used
+    only if it resolves inside it. What lies outside is listed in `refused`, never in `files`.
     """
+    root_real = os.path.realpath(root if root is not None else working_dir.parent)
     expanded = _ENV_REFERENCE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), pattern)
     path = PurePosixPath(expanded)
     anchor = Path(path.anchor) if path.is_absolute() else working_dir
     segments = path.parts[1:] if path.is_absolute() else path.parts
     first_magic = next((i for i, segment in enumerate(segments) if _MAGIC.search(segment)), None)
+    literal = segments if first_magic is None else segments[:first_magic]
+    base = os.path.realpath(anchor.joinpath(*literal))
+    if not is_within(base, root_real):
+        return OutputMatches([], [expanded])
     if first_magic is None:
-        candidate = Path(os.path.normpath(anchor.joinpath(*segments))) if segments else anchor
-        return [(candidate, candidate.name)] if candidate.is_file() else []
-    base = Path(os.path.normpath(anchor.joinpath(*segments[:first_magic])))
-    if not base.is_dir():
-        return []
-    rest = "/".join(segments[first_magic:])
-    found = glob.glob(rest, root_dir=base, recursive=True, include_hidden=False)
-    return [(base / name, PurePosixPath(name).as_posix()) for name in sorted(found) if (base / name).is_file()]
+        name = Path(os.path.normpath(anchor.joinpath(*segments))).name if segments else Path(base).name
+        return OutputMatches([(Path(base), name)] if os.path.isfile(base) else [], [])
+    rest = segments[first_magic:]
+    if ".." in rest:
+        return OutputMatches([], [expanded])   # climbing after a wildcard: refused rather than resolved
+    if not os.path.isdir(base):
+        return OutputMatches([], [])
+    files: list[tuple[Path, str]] = []
+    refused: list[str] = []
+    for relative in sorted(set(_walk_pattern(Path(base), rest)), key="/".join):
+        name = "/".join(relative)
+        local = Path(base, *relative)
+        if local.is_symlink():
+            resolved = os.path.realpath(local)
+            if not is_within(resolved, root_real):
+                refused.append(f"{name} (a symbolic link to {resolved})")
+            elif os.path.isfile(resolved):
+                files.append((Path(resolved), name))
+        elif local.is_file():
+            files.append((local, name))
+    return OutputMatches(files, refused)
+
+
+def match_output_files(pattern: str, working_dir: Path, env: dict[str, str], root: Path | None = None
+                       ) -> list[tuple[Path, str]]:
+    """The files `find_output_files` would upload (anything refused left out)."""
+    return find_output_files(pattern, working_dir, env, root).files
+
+
+def _walk_pattern(directory: Path, segments: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    """Paths (as name tuples below `directory`) matching wildcard `segments`, like glob's recursive mode
+    without hidden names, except that no symbolically linked directory is entered."""
+
+    def entries(where: Path) -> list[os.DirEntry]:
+        try:
+            with os.scandir(where) as it:
+                return list(it)
+        except OSError:
+            return []
+
+    def walk(where: Path, relative: tuple[str, ...], i: int) -> Iterator[tuple[str, ...]]:
+        if i == len(segments):
+            yield relative
+            return
+        segment, last = segments[i], i == len(segments) - 1
+        if segment == "**":
+            yield from walk(where, relative, i + 1)          # zero directories
+            for entry in entries(where):
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    yield from walk(where / entry.name, relative + (entry.name,), i)
+        elif _MAGIC.search(segment):
+            for entry in entries(where):
+                if entry.name.startswith(".") and not segment.startswith("."):
+                    continue
+                if not fnmatch.fnmatchcase(entry.name, segment):
+                    continue
+                if last:
+                    yield relative + (entry.name,)
+                elif entry.is_dir(follow_symlinks=False):
+                    yield from walk(where / entry.name, relative + (entry.name,), i + 1)
+        elif segment not in ("", "."):
+            child = where / segment
+            if last:
+                if os.path.lexists(child):
+                    yield relative + (segment,)
+            elif child.is_dir() and not child.is_symlink():
+                yield from walk(child, relative + (segment,), i + 1)
+        else:
+            yield from walk(where, relative, i + 1)
+
+    return walk(directory, (), 0)
 
 
 def _has_magic(pattern: str) -> bool:
@@ -611,11 +734,19 @@ def _relative_inside(file_path: str) -> PurePosixPath | None:
     return PurePosixPath() if normalized == PurePosixPath(".") else normalized
 
 
-def _chmod(path: Path, mode: int) -> None:
-    try:
-        path.chmod(mode)
-    except OSError as exc:
-        raise TransferFailure("local_write", f"chmod failed: {exc.strerror}") from exc
+def is_within(resolved: str, root_real: str) -> bool:
+    """`resolved` (a realpath) is `root_real` or lies below it."""
+    return bool(root_real) and (resolved == root_real or resolved.startswith(root_real.rstrip(os.sep) + os.sep))
+
+
+def _open_task_log(path: Path, append: bool = False):
+    """Open a file the agent writes in the task directory (stdout.txt, fileuploadout.txt ...) as a binary
+    stream, never through a symbolic link: a link a previous try left there is removed first."""
+    if path.is_symlink():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    return os.fdopen(os.open(path, flags, 0o666), "ab" if append else "wb")
 
 
 def _has_exited(process: subprocess.Popen) -> bool:

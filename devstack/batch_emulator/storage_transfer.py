@@ -143,16 +143,16 @@ def container_client(container_url: str, key_access: AccountKeyAccess | None) ->
 # ---------------------------------------------------------------------------------------------
 
 def download_url(url: str, destination: Path, stop: StopCheck,
-                 key_access: AccountKeyAccess | None = None) -> int:
-    """Download one URL to `destination` (atomically replaced); returns the byte count.
+                 key_access: AccountKeyAccess | None = None, mode: int | None = None) -> int:
+    """Download one URL to `destination` (atomically replaced, permissions `mode`); returns the byte count.
 
     Without an identity the node agent simply GETs the URL (a blob SAS URL, a public blob or any
     other HTTP URL). With an identity it reads the blob with the identity's credential.
     """
     if key_access is not None:
         blob = key_access.blob_client(url)
-        return _write_atomically(destination, lambda: _sdk_chunks(blob), stop)
-    return _write_atomically(destination, lambda: _http_chunks(url), stop)
+        return _write_atomically(destination, lambda: _sdk_chunks(blob), stop, mode)
+    return _write_atomically(destination, lambda: _http_chunks(url), stop, mode)
 
 
 def list_container_blobs(container: ContainerClient, prefix: str | None) -> list[str]:
@@ -164,9 +164,10 @@ def list_container_blobs(container: ContainerClient, prefix: str | None) -> list
         raise _download_failure(exc) from exc
 
 
-def download_blob(container: ContainerClient, blob_name: str, destination: Path, stop: StopCheck) -> int:
+def download_blob(container: ContainerClient, blob_name: str, destination: Path, stop: StopCheck,
+                  mode: int | None = None) -> int:
     blob = container.get_blob_client(blob_name)
-    return _write_atomically(destination, lambda: _sdk_chunks(blob), stop)
+    return _write_atomically(destination, lambda: _sdk_chunks(blob), stop, mode)
 
 
 def _sdk_chunks(blob: BlobClient) -> Iterator[bytes]:
@@ -210,12 +211,20 @@ def _download_failure(exc: AzureError) -> TransferFailure:
     return TransferFailure("misc", type(exc).__name__)
 
 
-def _write_atomically(destination: Path, chunks: Callable[[], Iterable[bytes]], stop: StopCheck) -> int:
-    """Stream chunks into a temp file beside `destination`, then rename it into place."""
+def _write_atomically(destination: Path, chunks: Callable[[], Iterable[bytes]], stop: StopCheck,
+                      mode: int | None = None) -> int:
+    """Stream chunks into a new temp file beside `destination`, set its mode, then rename it into place.
+
+    Nothing is written through a symbolic link: the temp file is created exclusively (O_EXCL|O_NOFOLLOW), its
+    mode set on the open file, and the rename replaces a link at `destination` rather than its target. (The
+    caller checks that `destination`'s directory lies inside the task directory.)
+    """
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
-        handle: BinaryIO = open(partial, "xb")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                     0o666)
+        handle: BinaryIO = os.fdopen(fd, "wb")
     except OSError as exc:
         raise _local_failure(exc, "local_create", destination) from exc
     written = 0
@@ -229,6 +238,11 @@ def _write_atomically(destination: Path, chunks: Callable[[], Iterable[bytes]], 
                 except OSError as exc:
                     raise _local_failure(exc, "local_write", destination) from exc
                 written += len(chunk)
+            if mode is not None:
+                try:
+                    os.fchmod(handle.fileno(), mode)
+                except OSError as exc:
+                    raise _local_failure(exc, "local_write", destination) from exc
         try:
             os.replace(partial, destination)
         except OSError as exc:
@@ -295,12 +309,19 @@ class UploadOptions:
 
 
 def upload_file(container: ContainerClient, blob_name: str, source: Path, options: UploadOptions) -> int:
-    """Upload one local file as a block blob (overwriting), streamed in blocks; returns bytes."""
-    size = source.stat().st_size
+    """Upload one local file as a block blob (overwriting), streamed in blocks; returns bytes.
+
+    `source` is opened without following a symbolic link in its last component (the caller resolved and
+    checked it), so a file swapped for a link after the check is refused, not read."""
+    try:
+        handle = os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)), "rb")
+    except OSError as exc:
+        raise TransferFailure("upload_misc", f"cannot read {source.name}: {exc.strerror}") from exc
+    size = os.fstat(handle.fileno()).st_size
     blob = container.get_blob_client(blob_name)
     extra = {"headers": options.extra_headers} if options.extra_headers else {}
     try:
-        with open(source, "rb") as handle:
+        with handle:
             blob.upload_blob(handle, length=size, overwrite=True, max_concurrency=1,
                              content_settings=options.content_settings, metadata=options.metadata,
                              standard_blob_tier=options.tier, tags=options.tags, **extra)

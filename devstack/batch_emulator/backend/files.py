@@ -1,17 +1,19 @@
 """Files of a task on its node (stdout.txt, stderr.txt, wd/...): locate, describe, list.
 
 Paths are relative to the task directory the executor uses (`<node>/workitems/<job>/job-1/<task>`), which is
-what the service's file API exposes for a task.
+what the service's file API exposes for a task. Nothing outside it is served, described or deleted: a path that
+resolves outside (through a symbolic link the task made) is FileNotFound, and listings leave such links out.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import errors, ids
-from ..executor import task_directory
+from ..executor import is_within, task_directory
 from ..timeutil import iso
 from .state import State
 
@@ -66,8 +68,8 @@ class TaskFiles:
         relative = PurePosixPath(file_path)
         if relative.is_absolute() or ".." in relative.parts:
             raise errors.file_not_found()
-        path = root / relative
-        if not path.exists():
+        path = _resolved_inside(root / relative, root)
+        if path is None or not path.exists():
             raise errors.file_not_found()
         return TaskFile(str(relative), path, f"{task_url}/files/{relative}", path.is_dir())
 
@@ -78,6 +80,14 @@ class TaskFiles:
         entries = root.rglob("*") if recursive else root.iterdir()
         out = []
         for path in sorted(entries):
+            if _resolved_inside(path, root) is None:
+                continue
             name = path.relative_to(root).as_posix()
             out.append(TaskFile(name, path, f"{task_url}/files/{name}", path.is_dir()))
         return out
+
+
+def _resolved_inside(path: Path, root: Path) -> Path | None:
+    """`path` with symbolic links resolved, if that lies inside `root` (resolved too); else None."""
+    resolved = os.path.realpath(path)
+    return Path(resolved) if is_within(resolved, os.path.realpath(root)) else None
