@@ -1,4 +1,5 @@
-"""`python -m devstack.batch_emulator [--host --port --data-dir --account-name --account-key ...]`"""
+"""`python -m devstack.batch_emulator [--host --port --data-dir --account-name --account-key-file ...]`; the
+account key comes from BATCH_EMULATOR_ACCOUNT_KEY or --account-key-file, never the command line."""
 from __future__ import annotations
 
 import logging
