@@ -94,6 +94,8 @@ param ffmpegSha256 string = ''
 @minValue(0)
 @maxValue(9)
 param mp3Quality int = 2
+@description('Uploads larger than this many bytes are rejected with a clear ledger row: a node\'s disk must hold the input and the MP3 (default 10 GiB, for the 30 GiB OS disk of Standard_D2s_v5, which has no temporary disk).')
+param maxInputBytes string = '10737418240'
 @minValue(0)
 @maxValue(10)
 param taskMaxRetries int = 1
@@ -250,6 +252,7 @@ var appSettings = {
   FFMPEG_BINARY_URL: ffmpegBinaryUrl
   FFMPEG_SHA256: ffmpegSha256
   MP3_QUALITY: string(mp3Quality)
+  MAX_INPUT_BYTES: maxInputBytes
   TASK_MAX_RETRIES: string(taskMaxRetries)
   TASK_MAX_WALL_CLOCK_MINUTES: string(taskMaxWallClockMinutes)
   NODE_SAS_TTL_MINUTES: string(nodeSasTtlMinutes)

@@ -107,6 +107,7 @@ def build_service(settings: Settings, client_options: Mapping[str, Any] | None =
         batch=batch, ledger=ledger, access=access, job_id=settings.job_id,
         limits=limits_from(settings.mp3_quality, settings.task_max_retries, settings.task_max_wall_clock_minutes),
         input_exists=lambda container, name: clients.blob_service.get_blob_client(container, name).exists(),
+        max_input_bytes=settings.max_input_bytes,
     )
     return Service(settings, clients, batch, ledger, access, submitter)
 

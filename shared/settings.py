@@ -24,6 +24,8 @@ __all__ = ["BATCH_ID_RE", "MEDIA_CONNECTION", "NodePriority", "Settings", "Setti
 # the same setting (or its identity-based `__blobServiceUri` / `__tableServiceUri` variants).
 MEDIA_CONNECTION = "MEDIA_STORAGE"
 
+# A Standard_D2s_v5 node has no temporary disk: its 30 GiB OS disk holds the OS, ffmpeg, the input and the MP3.
+DEFAULT_MAX_INPUT_BYTES = 10 * 1024**3
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 # Azure VM size names carry the vCPU count after the family letters; constrained-core sizes
 # (Standard_E4-2s_v5) name the active count after the hyphen.
@@ -103,6 +105,7 @@ class Settings:
     ffmpeg_binary_url: str | None          # set: a pinned static ffmpeg, else apt-get
     ffmpeg_sha256: str | None
     mp3_quality: int                        # libmp3lame VBR -q:a, 0 (best) .. 9
+    max_input_bytes: int                    # larger uploads are rejected: a node's disk holds input and MP3
     task_max_retries: int
     task_max_wall_clock_minutes: int
     node_sas_ttl_minutes: int
@@ -160,6 +163,7 @@ class Settings:
             ffmpeg_binary_url=ffmpeg_url,
             ffmpeg_sha256=ffmpeg_sha.lower() if ffmpeg_sha else None,
             mp3_quality=r.integer("MP3_QUALITY", 2, low=0, high=9),
+            max_input_bytes=r.integer("MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES, low=1, high=200 * 1024**4),
             task_max_retries=retries,
             task_max_wall_clock_minutes=wall_clock,
             node_sas_ttl_minutes=ttl,

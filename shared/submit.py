@@ -63,7 +63,8 @@ class Outcome:
 class Submitter:
     def __init__(self, *, batch: SubmitBatch, ledger: LedgerStore, access: NodeAccess, job_id: str,
                  limits: TaskLimits, clock: Clock = utc_now,
-                 input_exists: Callable[[str, str], bool] = lambda container, name: True) -> None:
+                 input_exists: Callable[[str, str], bool] = lambda container, name: True,
+                 max_input_bytes: int | None = None) -> None:
         self._batch = batch
         self._ledger = ledger
         self._access = access
@@ -71,6 +72,7 @@ class Submitter:
         self._limits = limits
         self._clock = clock
         self._input_exists = input_exists  # only asked when another input claims the same MP3
+        self._max_input_bytes = max_input_bytes
 
     def handle(self, blob: BlobVersion) -> Outcome:
         row_key = naming.task_id(blob.name, blob.etag or "")
@@ -83,6 +85,10 @@ class Submitter:
             return self._not_submitted(blob, row_key, State.REJECTED, problem.reason)
         if not blob.size:
             return self._not_submitted(blob, row_key, State.REJECTED, "zero-byte blob")
+        if self._max_input_bytes is not None and blob.size > self._max_input_bytes:
+            return self._not_submitted(blob, row_key, State.REJECTED, (
+                f"the upload is {blob.size / 1024**3:.1f} GiB; this service converts up to "
+                f"{self._max_input_bytes / 1024**3:.1f} GiB (MAX_INPUT_BYTES: a node's disk holds the input and the MP3)"))
         return self._submit(blob, row_key)
 
     def add_task(self, blob: BlobVersion) -> AddOutcome:

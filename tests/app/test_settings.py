@@ -53,6 +53,8 @@ def test_every_setting_the_app_reads_is_in_the_sample():
     ("POOL_MAX_NODES", "zero", "integer"),
     ("POOL_MAX_NODES", "0", "between"),
     ("MP3_QUALITY", "10", "between"),
+    ("MAX_INPUT_BYTES", "0", "between"),
+    ("MAX_INPUT_BYTES", "10GB", "integer"),
     ("TASK_MAX_RETRIES", "-1", "between"),
     ("POOL_AUTOSCALE_INTERVAL_MINUTES", "4", "between"),   # the service's minimum is 5 minutes
     ("POOL_IMAGE", "canonical:ubuntu", "publisher:offer:sku:version"),

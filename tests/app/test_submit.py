@@ -196,3 +196,13 @@ def test_a_late_trigger_of_an_older_version_does_not_stop_a_newer_one(parts):
     # The older version's trigger read its properties before the overwrite and runs only now.
     submitter.handle(BlobVersion("input", "a.mp4", '"0x1"', 1000, "video/mp4", modified=NOW - timedelta(seconds=5)))
     assert [c for c in gateway.calls if c.startswith("terminate_task")] == []
+
+
+def test_an_upload_larger_than_the_node_disk_allows_is_rejected_with_its_size(parts):
+    submitter, gateway, ledger, access = parts
+    capped = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs", limits=submitter._limits,
+                       clock=lambda: NOW, max_input_bytes=10 * 1024**3)
+    outcome = capped.handle(blob("huge.mp4", size=20 * 1024**3))
+    assert outcome.state is State.REJECTED and gateway.calls == []
+    assert "20.0 GiB" in outcome.reason and "10.0 GiB" in outcome.reason and "MAX_INPUT_BYTES" in outcome.reason
+    assert capped.handle(blob("fits.mp4", size=10 * 1024**3)).state is State.QUEUED
