@@ -109,6 +109,20 @@ def test_storage_refuses_shared_keys_and_public_blobs():
     assert props["minimumTlsVersion"] == "TLS1_2"
 
 
+def test_blob_soft_delete_and_versioning_are_on():
+    props = _resource("modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices")["properties"]
+    assert props["isVersioningEnabled"] is True
+    for policy in ("deleteRetentionPolicy", "containerDeleteRetentionPolicy"):
+        assert props[policy]["enabled"] is True and props[policy]["days"] >= 7
+
+
+def test_basic_publishing_credentials_are_disabled():
+    text = (INFRA / "modules/functionapp.bicep").read_text()
+    policies = re.findall(r"'Microsoft\.Web/sites/basicPublishingCredentialsPolicies@[^']+' = \{\s*parent: site\s*"
+                          r"name: '(\w+)'\s*properties: \{\s*allow: (\w+)", text)
+    assert sorted(policies) == [("ftp", "false"), ("scm", "false")]
+
+
 def test_batch_account_is_batch_service_mode_with_entra_id_only():
     props = _resource("modules/batch.bicep", "Microsoft.Batch/batchAccounts")["properties"]
     assert props["poolAllocationMode"] == "BatchService"
