@@ -225,6 +225,12 @@ class SubmitBatch(Protocol):
     def terminate_task(self, task_id: str) -> bool: ...
 
 
+class TaskLookup(Protocol):
+    """One task by id (the liveness audit, the newest-wins check)."""
+
+    def task(self, task_id: str) -> TaskSnapshot | None: ...
+
+
 class TimerBatch(Protocol):
     def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]: ...
 

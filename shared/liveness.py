@@ -19,9 +19,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from .batch_types import TaskSnapshot
+from .batch_types import TaskLookup
 from .ledger import Ledger, LedgerRow
 from .log import event, get_logger
 from .reconcile import Reconciler
@@ -33,10 +32,6 @@ _log = get_logger("liveness")
 LOOKUPS_PER_TICK = 25
 MIN_AGE = timedelta(minutes=2)
 VANISHED = "task vanished from Batch (its job or the task was deleted)"
-
-
-class TaskLookup(Protocol):
-    def task(self, task_id: str) -> TaskSnapshot | None: ...
 
 
 @dataclass

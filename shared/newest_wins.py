@@ -20,13 +20,12 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from . import naming
-from .batch_types import TaskSnapshot
+from .batch_types import TaskLookup
 from .ledger import Ledger, LedgerRow
 from .log import event, get_logger
 from .recovery import Redo, Resubmitter
@@ -38,10 +37,6 @@ _log = get_logger("newest_wins")
 _WORKERS = 8
 _WATCH_SIZE = 10_000
 STALE_OUTPUT = "re-run: an older upload's MP3 replaced this version's"
-
-
-class TaskLookup(Protocol):
-    def task(self, task_id: str) -> TaskSnapshot | None: ...
 
 
 @dataclass
