@@ -6,7 +6,8 @@
   `/bin/sh` (the tutorial pasted names unquoted into `bash -c`).
 - The command is shared/ffmpeg.py's. Its log (`ffmpeg.log`) and the task's stderr are uploaded to
   the logs container under `<task id>/` on failure only (`log_blob_names`).
-- Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime.
+- Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime; the node drops the
+  task's files (input, MP3) a minute after it ends (retentionTime), not after Batch's default 7 days.
 - The output blob carries metadata naming its source (percent-encoded name, or `source_name_b64`
   when that would not fit the 8 KiB metadata limit; ETag; task id) and the content type
   audio/mpeg, set by upload headers.
@@ -53,6 +54,9 @@ class TaskLimits:
     mp3_quality: int
     max_retries: int
     max_wall_clock: timedelta
+    # How long the node keeps the task's directory (the input, the MP3) once the task has ended - its outputs
+    # and logs are uploaded before it ends. Batch's default is 7 days of users' media on the node's disk.
+    node_files_retention: timedelta = timedelta(minutes=1)
 
 
 def log_blob_names(task_id: str) -> tuple[str, str]:
@@ -109,5 +113,6 @@ def build_task(request: TaskRequest, access: TaskStorageAccess, limits: TaskLimi
                 upload_options=on_failure),
         ],
         constraints=batch_models.BatchTaskConstraints(
-            max_wall_clock_time=limits.max_wall_clock, max_task_retry_count=limits.max_retries),
+            max_wall_clock_time=limits.max_wall_clock, max_task_retry_count=limits.max_retries,
+            retention_time=limits.node_files_retention),
     )

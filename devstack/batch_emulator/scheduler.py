@@ -549,6 +549,6 @@ class Scheduler:
                 info = task.doc.get("nodeInfo") or {}
                 if info.get("poolId") and info.get("nodeId"):
                     root = self.s.node_dir(info["poolId"].lower(), info["nodeId"])
-                    trash.append(task_directory(root, job.id, task.id))
+                    trash.append(set_aside(task_directory(root, job.id, task.id)))
                 task.sys["cleaned"] = True
                 self.s.save_task(task)

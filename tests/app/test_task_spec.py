@@ -89,3 +89,8 @@ def test_very_long_unicode_name_keeps_metadata_under_the_limit():
     assert "x-ms-meta-source_name" not in headers
     assert headers["x-ms-meta-batch_task_id"] == "clip-abc"  # the ledger row carries the full name
     assert sum(len(k) + len(v) for k, v in headers.items()) < 8192
+
+
+def test_the_node_drops_the_task_files_a_minute_after_the_task_ends():
+    constraints = build_task(request("a.mp4"), SAS, LIMITS).as_dict()["constraints"]
+    assert constraints["retentionTime"] == "PT01M00S"  # not Batch's default 7 days of media on the node
