@@ -87,17 +87,19 @@ done
 [ -n "$key" ] || fail "the function host never published its blobs_extension key; is $BLOB_TRIGGER_FUNCTION_NAME deployed with BLOB_TRIGGER_SOURCE=EventGrid?"
 
 endpoint="https://$AZURE_FUNCTION_APP_HOSTNAME/runtime/webhooks/blobs?functionName=Host.Functions.$BLOB_TRIGGER_FUNCTION_NAME&code=$key"
+# The subscription goes through ARM with its body in a file (in the private work dir): the key is part of the
+# endpoint URL and must not appear on a command line, where any local user's `ps` would show it.
+subscription=${subscription:-$(az account show --query id -o tsv)}
+subscription_url="/subscriptions/$subscription/resourceGroups/$AZURE_RESOURCE_GROUP/providers/Microsoft.EventGrid/systemTopics/$EVENTGRID_SYSTEM_TOPIC_NAME/eventSubscriptions/$INPUT_CONTAINER-blob-created?api-version=2022-06-15"
 # Trailing slash: the container "input" must not also match "input2".
-az eventgrid system-topic event-subscription create \
-  --name "$INPUT_CONTAINER-blob-created" \
-  --resource-group "$AZURE_RESOURCE_GROUP" \
-  --system-topic-name "$EVENTGRID_SYSTEM_TOPIC_NAME" \
-  --endpoint-type webhook \
-  --endpoint "$endpoint" \
-  --event-delivery-schema eventgridschema \
-  --included-event-types Microsoft.Storage.BlobCreated \
-  --subject-begins-with "/blobServices/default/containers/$INPUT_CONTAINER/" \
-  --max-delivery-attempts 30 \
-  --event-ttl 1440 \
-  --only-show-errors -o none
+cat >"$work/subscription.json" <<JSON
+{"properties": {
+  "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "$endpoint"}},
+  "filter": {"includedEventTypes": ["Microsoft.Storage.BlobCreated"],
+             "subjectBeginsWith": "/blobServices/default/containers/$INPUT_CONTAINER/"},
+  "eventDeliverySchema": "EventGridSchema",
+  "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
+}}
+JSON
+az rest --method put --url "$subscription_url" --body "@$work/subscription.json" -o none
 echo "post-deploy: Event Grid delivers BlobCreated in '$INPUT_CONTAINER' to $BLOB_TRIGGER_FUNCTION_NAME"

@@ -33,7 +33,8 @@ case "$1 $2" in
        get) if [ "$FAKE_POOL" = missing ]; then echo "ERROR: (PoolNotFound) Not Found" >&2; exit 1; fi
             if [ "$FAKE_POOL" = broken ]; then echo "ERROR: (AuthorizationFailed) denied" >&2; exit 1; fi
             cat "$FAKE_DIR/pool.json" ;;
-       put|patch) for a in "$@"; do case "$a" in @*) cp "${a#@}" "$FAKE_DIR/$3-body.json" ;; esac; done ;;
+       put|patch) kind=$3; case "$*" in *eventSubscriptions*) kind=eventgrid ;; esac
+            for a in "$@"; do case "$a" in @*) cp "${a#@}" "$FAKE_DIR/$kind-body.json" ;; esac; done ;;
      esac ;;
 esac
 exit 0
@@ -97,22 +98,31 @@ def test_missing_pool_is_created_with_identity_then_event_grid_is_subscribed(fak
         json.loads((fakes / "appsettings.json").read_text())), POOL_IDENTITY)
     assert put == expected
     assert put["identity"]["userAssignedIdentities"] == {POOL_IDENTITY: {}}
-    put_call = _call(calls, "az", "rest", "--method", "put")
+    put_call = [c for c in calls if c[:4] == ["az", "rest", "--method", "put"] and "/pools/" in _option(c, "--url")]
+    assert len(put_call) == 1
+    put_call = put_call[0]
     assert _option(put_call, "--url").startswith(
         "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-test/providers/"
         "Microsoft.Batch/batchAccounts/baabc/pools/ffmpeg-pool?api-version=")
 
-    sub = _call(calls, "az", "eventgrid", "system-topic", "event-subscription", "create")
-    assert _option(sub, "--included-event-types") == "Microsoft.Storage.BlobCreated"
-    assert _option(sub, "--subject-begins-with") == "/blobServices/default/containers/input/"
-    assert _option(sub, "--endpoint-type") == "webhook"
-    assert _option(sub, "--event-delivery-schema") == "eventgridschema"
-    assert _option(sub, "--system-topic-name") == "evgt-abc"
-    assert _option(sub, "--endpoint") == (
+    sub = [c for c in calls if c[:4] == ["az", "rest", "--method", "put"] and "eventSubscriptions" in _option(c, "--url")]
+    assert len(sub) == 1
+    sub = sub[0]
+    assert _option(sub, "--url") == (
+        "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-test/providers/"
+        "Microsoft.EventGrid/systemTopics/evgt-abc/eventSubscriptions/input-blob-created?api-version=2022-06-15")
+    body = json.loads((fakes / "eventgrid-body.json").read_text())["properties"]
+    assert body["filter"] == {"includedEventTypes": ["Microsoft.Storage.BlobCreated"],
+                              "subjectBeginsWith": "/blobServices/default/containers/input/"}
+    assert body["destination"]["endpointType"] == "WebHook"
+    assert body["eventDeliverySchema"] == "EventGridSchema"
+    assert body["destination"]["properties"]["endpointUrl"] == (
         "https://func-abc.azurewebsites.net/runtime/webhooks/blobs?"
         f"functionName=Host.Functions.process_upload&code={KEY}")
     # pool first, so the first upload finds it with its identity
     assert calls.index(put_call) < calls.index(sub)
+    # The key travels in the body file only: never on any command line (`ps` shows those).
+    assert not [c for c in calls if any(KEY in a for a in c)]
     assert KEY not in result.stdout + result.stderr
 
 
@@ -120,14 +130,15 @@ def test_existing_pool_without_identity_gets_it_patched(fakes: Path):
     result, calls = run_hook(fakes, FAKE_POOL="exists")
     assert result.returncode == 0, result.stderr
     assert json.loads((fakes / "patch-body.json").read_text()) == identity_patch(POOL_IDENTITY)
-    assert not [c for c in calls if c[:4] == ["az", "rest", "--method", "put"]]
+    assert not [c for c in calls if c[:4] == ["az", "rest", "--method", "put"] and "/pools/" in _option(c, "--url")]
 
 
 def test_pool_already_carrying_the_identity_is_left_alone(fakes: Path):
     (fakes / "pool.json").write_text(json.dumps({"identity": {"userAssignedIdentities": {POOL_IDENTITY: {}}}}))
     result, calls = run_hook(fakes, FAKE_POOL="exists")
     assert result.returncode == 0, result.stderr
-    assert not [c for c in calls if c[:3] == ["az", "rest", "--method"] and c[3] in ("put", "patch")]
+    assert not [c for c in calls if c[:3] == ["az", "rest", "--method"] and c[3] in ("put", "patch")
+                and "/pools/" in _option(c, "--url")]
 
 
 def test_sas_mode_skips_the_pool(fakes: Path):
@@ -136,14 +147,14 @@ def test_sas_mode_skips_the_pool(fakes: Path):
     (fakes / "azd-values.env").write_text(values)
     result, calls = run_hook(fakes, FAKE_POOL="broken")
     assert result.returncode == 0, result.stderr
-    assert not [c for c in calls if c[:2] == ["az", "rest"]]
+    assert not [c for c in calls if c[:2] == ["az", "rest"] and "/pools/" in _option(c, "--url")]
 
 
 def test_unreadable_pool_fails_the_hook_before_touching_event_grid(fakes: Path):
     result, calls = run_hook(fakes, FAKE_POOL="broken")
     assert result.returncode != 0
     assert "AuthorizationFailed" in result.stderr
-    assert not [c for c in calls if c[:3] == ["az", "eventgrid", "system-topic"]]
+    assert not [c for c in calls if any("eventSubscriptions" in a for a in c)]
 
 
 def test_waits_for_the_key_and_gives_up_clearly(fakes: Path):
@@ -154,7 +165,7 @@ def test_waits_for_the_key_and_gives_up_clearly(fakes: Path):
     result, calls = run_hook(fakes, FAKE_KEY_AFTER="99")
     assert result.returncode != 0
     assert "blobs_extension" in result.stderr
-    assert not [c for c in calls if c[:3] == ["az", "eventgrid", "system-topic"]]
+    assert not [c for c in calls if any("eventSubscriptions" in a for a in c)]
 
 
 def test_arm_pool_body_carries_the_apps_pool_unchanged():
