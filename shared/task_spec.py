@@ -112,6 +112,10 @@ def build_task(request: TaskRequest, access: TaskStorageAccess, limits: TaskLimi
                 destination=to_container(access.logs_container_url, stderr_blob),
                 upload_options=on_failure),
         ],
+        # Said explicitly, not left to the default: ffmpeg parses untrusted uploads, so it runs as a
+        # task-scoped, non-admin user that cannot touch the node or other tasks' files.
+        user_identity=batch_models.UserIdentity(auto_user=batch_models.AutoUserSpecification(
+            scope="task", elevation_level="nonadmin")),
         constraints=batch_models.BatchTaskConstraints(
             max_wall_clock_time=limits.max_wall_clock, max_task_retry_count=limits.max_retries,
             retention_time=limits.node_files_retention),

@@ -94,3 +94,8 @@ def test_very_long_unicode_name_keeps_metadata_under_the_limit():
 def test_the_node_drops_the_task_files_a_minute_after_the_task_ends():
     constraints = build_task(request("a.mp4"), SAS, LIMITS).as_dict()["constraints"]
     assert constraints["retentionTime"] == "PT01M00S"  # not Batch's default 7 days of media on the node
+
+
+def test_ffmpeg_runs_as_a_task_scoped_non_admin_user():
+    identity = build_task(request("a.mp4"), SAS, LIMITS).as_dict()["userIdentity"]
+    assert identity == {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
