@@ -43,7 +43,6 @@ class AuditResult:
     ended: int = 0
     cursor: str | None = None     # where the next tick resumes (JSON of the table's continuation token)
     succeeded: list[LedgerRow] = field(default_factory=list)  # rows the repairs moved to succeeded
-    errors: list[str] = field(default_factory=list)
 
 
 class LivenessAudit:

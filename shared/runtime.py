@@ -79,6 +79,7 @@ class Service:
 
     @cached_property
     def pending(self) -> PendingUploads:
+        """Uploads whose trigger failed: the trigger remembers them, the timer retries them (one object for both)."""
         return PendingUploads(ledger=self.ledger, submitter=self.submitter, blob_service=self.clients.blob_service,
                               ensure_containers=self.ensure_output_containers, clock=utc_now)
 
@@ -129,15 +130,13 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
     resubmitter = Resubmitter(ledger=service.ledger, submitter=service.submitter, blob_service=clients.blob_service,
                               delete_task=service.batch.delete_task, terminate_task=service.batch.terminate_task,
                               reset_containers=service.reset_containers, clock=clock)
-    pending = PendingUploads(ledger=service.ledger, submitter=service.submitter, blob_service=clients.blob_service,
-                             ensure_containers=service.ensure_output_containers, clock=clock)  # the tick's clock
     audit = LivenessAudit(ledger=service.ledger, tasks=service.batch, reconciler=reconciler, resubmitter=resubmitter,
                           clock=clock)
     newest = NewestWins(blob_service=clients.blob_service, output_container=app.output_container,
                         ledger=service.ledger, tasks=service.batch, resubmitter=resubmitter)
     return TimerService(settings=settings, policy=policy, monitor=service.batch, reconciler=reconciler,
                         cleanup=cleanup, status=StatusStore(service.ledger, heartbeat=settings.status_heartbeat),
-                        sweeper=sweeper, job=service.batch, resubmitter=resubmitter, pending=pending, audit=audit,
+                        sweeper=sweeper, job=service.batch, resubmitter=resubmitter, pending=service.pending, audit=audit,
                         newest=newest,
                         pool_id=app.pool_id, job_id=app.job_id,
                         ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep)
