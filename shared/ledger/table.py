@@ -59,8 +59,11 @@ class Ledger:
         and names that differ only in their extension's case have the same prefix); '.' sorts right after '-'."""
         query = (f"PartitionKey eq @job and RowKey ge @low and RowKey lt @high and "
                  f"( {Col.INPUT_NAME} eq @name or {Col.OUTPUT_NAME} eq @out )")
+        # Only what submit decides on: this runs on every upload, and a name may have many versions.
+        select = ["PartitionKey", "RowKey", Col.STATE, Col.INPUT_CONTAINER, Col.INPUT_NAME, Col.OUTPUT_NAME,
+                  Col.TASK_ID, Col.SUBMITTED_AT]
         return list(self.rows(query, {"job": self.job_id, "low": f"{id_prefix}-", "high": f"{id_prefix}.",
-                                      "name": input_name, "out": output_name}))
+                                      "name": input_name, "out": output_name}, select=select))
 
     # -- reads --------------------------------------------------------------------------------------
     def get(self, row_key: str, *, partition: str | None = None, select: list[str] | None = None) -> StoredRow | None:
@@ -96,9 +99,11 @@ class Ledger:
         except ResourceNotFoundError:
             return
 
-    def rows(self, query: str, parameters: dict[str, Any]) -> Iterator[LedgerRow]:
-        """Typed rows of this job's partition matching the filter (which must name the partition)."""
-        return (LedgerRow.from_entity(row.entity, row.etag) for row in self.query(query, parameters))
+    def rows(self, query: str, parameters: dict[str, Any], *,
+             select: list[str] | None = None) -> Iterator[LedgerRow]:
+        """Typed rows of this job's partition matching the filter (which must name the partition); columns
+        left out by `select` read as absent."""
+        return (LedgerRow.from_entity(row.entity, row.etag) for row in self.query(query, parameters, select=select))
 
     def table_exists(self) -> bool:
         try:
