@@ -116,6 +116,15 @@ param sweepIntervalSeconds int = 600
 param sweepMinAgeSeconds int = 300
 param completedTaskRetentionSeconds int = 3600
 param statusHeartbeatSeconds int = 300
+@description('Where completion events go (docs/events.md): a storage queue, an Event Grid custom topic, both or none.')
+@allowed([
+  'queue'
+  'eventgrid'
+  'both'
+  'none'
+])
+param eventsSink string = 'both'
+param eventsQueueName string = 'conversion-events'
 
 // ---------------------------------------------------------------- cloud endpoints
 // Empty = the values of the cloud the deployment runs in (environment()); set them only for a
@@ -264,6 +273,9 @@ var appSettings = {
   SWEEP_MIN_AGE_SECONDS: string(sweepMinAgeSeconds)
   COMPLETED_TASK_RETENTION_SECONDS: string(completedTaskRetentionSeconds)
   STATUS_HEARTBEAT_SECONDS: string(statusHeartbeatSeconds)
+  EVENTS_SINK: eventsSink
+  EVENTS_QUEUE: eventsQueueName
+  EVENTS_TOPIC_ENDPOINT: events.outputs.topicEndpoint
   // Telemetry with the app's identity (local auth is off on Application Insights).
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${appIdentity.outputs.clientId};Authorization=AAD'
@@ -301,6 +313,20 @@ module eventGrid 'modules/eventgrid.bicep' = {
     location: location
     tags: tags
     storageAccountId: storage.outputs.id
+  }
+}
+
+module events 'modules/events.bicep' = {
+  name: 'events'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: storage.outputs.name
+    sink: eventsSink
+    queueName: eventsQueueName
+    topicName: 'evgt-events-${resourceToken}'
+    appPrincipalId: appIdentity.outputs.principalId
   }
 }
 

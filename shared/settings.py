@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from .settings_reader import BATCH_ID_RE, Reader, SettingsError, check_url
 
-__all__ = ["BATCH_ID_RE", "MEDIA_CONNECTION", "NodePriority", "Settings", "SettingsError", "TimerSettings",
-           "TriggerSource", "trigger_source", "vm_cores"]
+__all__ = ["BATCH_ID_RE", "MEDIA_CONNECTION", "EventSink", "EventsSettings", "NodePriority", "Settings", "SettingsError",
+           "TimerSettings", "TriggerSource", "trigger_source", "vm_cores"]
 
 # The name the trigger decorator uses for its `connection`; the app's own storage clients read
 # the same setting (or its identity-based `__blobServiceUri` / `__tableServiceUri` variants).
@@ -52,6 +52,15 @@ class TriggerSource(str, Enum):
     EVENT_GRID = "EventGrid"
 
 
+class EventSink(str, Enum):
+    """Where completion events go (docs/events.md)."""
+
+    QUEUE = "queue"
+    EVENT_GRID = "eventgrid"
+    BOTH = "both"
+    NONE = "none"
+
+
 class NodePriority(str, Enum):
     DEDICATED = "dedicated"
     SPOT = "spot"  # Batch "low-priority" nodes ($TargetLowPriorityNodes)
@@ -65,6 +74,7 @@ class StorageConnection:
     blob_service_uri: str | None
     table_service_uri: str | None
     client_id: str | None  # user-assigned managed identity, if any
+    queue_service_uri: str | None = None  # identity-based: the completion-events queue's service
 
     @property
     def uses_identity(self) -> bool:
@@ -110,6 +120,7 @@ class Settings:
     task_max_wall_clock_minutes: int
     node_sas_ttl_minutes: int
     trigger_source: TriggerSource
+    events: EventsSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -168,11 +179,33 @@ class Settings:
             task_max_wall_clock_minutes=wall_clock,
             node_sas_ttl_minutes=ttl,
             trigger_source=trigger_source(env),
+            events=EventsSettings.from_env(env),
         )
         if len({settings.input_container, settings.output_container, settings.logs_container}) != 3:
             # Writing MP3s or logs into the watched container would trigger ourselves.
             raise SettingsError("OUTPUT_CONTAINER", "INPUT_CONTAINER, OUTPUT_CONTAINER and LOGS_CONTAINER must differ")
         return settings
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """Completion events: the sinks and where they are (docs/events.md)."""
+
+    sink: EventSink
+    queue: str | None                   # the storage queue's name when the sink includes the queue
+    topic_endpoint: str | None          # the Event Grid custom topic's endpoint when it includes Event Grid
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EventsSettings:
+        r = Reader(env)
+        sink = r.choice("EVENTS_SINK", EventSink, EventSink.QUEUE)
+        queue = r.queue("EVENTS_QUEUE", "conversion-events")
+        topic = r.optional_url("EVENTS_TOPIC_ENDPOINT")
+        with_queue = sink in (EventSink.QUEUE, EventSink.BOTH)
+        with_topic = sink in (EventSink.EVENT_GRID, EventSink.BOTH)
+        if with_topic and topic is None:
+            raise SettingsError("EVENTS_TOPIC_ENDPOINT", f"EVENTS_SINK={sink.value} needs the Event Grid topic's endpoint")
+        return cls(sink=sink, queue=queue if with_queue else None, topic_endpoint=topic if with_topic else None)
 
 
 @dataclass(frozen=True)
@@ -213,6 +246,7 @@ def _storage_connection(r: Reader) -> StorageConnection:
     blob_uri = r.optional(f"{MEDIA_CONNECTION}__blobServiceUri") or r.optional(f"{MEDIA_CONNECTION}__serviceUri")
     table_uri = r.optional(f"{MEDIA_CONNECTION}__tableServiceUri")
     client_id = r.optional(f"{MEDIA_CONNECTION}__clientId")
+    queue_uri = r.optional(f"{MEDIA_CONNECTION}__queueServiceUri")
     if conn is not None:
         return StorageConnection(conn, None, None, client_id)
     if blob_uri is None or table_uri is None:
@@ -221,7 +255,13 @@ def _storage_connection(r: Reader) -> StorageConnection:
             f"{MEDIA_CONNECTION}__tableServiceUri (plus __queueServiceUri for the trigger)"))
     check_url(f"{MEDIA_CONNECTION}__blobServiceUri", blob_uri)
     check_url(f"{MEDIA_CONNECTION}__tableServiceUri", table_uri)
-    return StorageConnection(None, blob_uri.rstrip("/"), table_uri.rstrip("/"), client_id)
+    if queue_uri is not None:
+        check_url(f"{MEDIA_CONNECTION}__queueServiceUri", queue_uri)
+    elif ".blob." in blob_uri:
+        # The same account's queue service (every Azure cloud names it so); the template sets it anyway.
+        queue_uri = blob_uri.replace(".blob.", ".queue.", 1)
+    return StorageConnection(None, blob_uri.rstrip("/"), table_uri.rstrip("/"), client_id,
+                             queue_uri.rstrip("/") if queue_uri else None)
 
 
 def _derive_batch_scope(account_url: str) -> str:

@@ -18,6 +18,8 @@ E = TypeVar("E", bound=Enum)
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Container names: 3-63 chars, lowercase letters, digits, single hyphens, not at either end.
 _CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+# Queue names: 3-63 chars, lowercase letters, digits, single hyphens, not at either end (as containers).
+_QUEUE_RE = _CONTAINER_RE
 # Table names: 3-63 alphanumeric characters, not starting with a digit.
 _TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 
@@ -100,6 +102,12 @@ class Reader:
         value = self.text(name, default)
         if not _CONTAINER_RE.match(value):
             raise SettingsError(name, f"{value!r} is not a valid blob container name")
+        return value
+
+    def queue(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not _QUEUE_RE.match(value):
+            raise SettingsError(name, f"{value!r} is not a valid storage queue name")
         return value
 
     def table(self, name: str, default: str) -> str:

@@ -36,7 +36,7 @@ NOT_SET_IN_AZURE = {
 PLATFORM = {
     "AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
     "AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
-    "MEDIA_STORAGE__queueServiceUri",  # the blob trigger's internal queues (host)
+    "MEDIA_STORAGE__queueServiceUri",  # the blob trigger's internal queues (host); also the events queue's service
     "MEDIA_STORAGE__credential",       # host: identity-based connection
     "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
@@ -58,6 +58,8 @@ PUBLIC_OUTPUTS = {
               "url": "https://baabc.westeurope.batch.azure.com"},
     "monitoring": {"connectionString": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/",
                    "appInsightsName": "appi"},
+    "events": {"queueName": "conversion-events",
+               "topicEndpoint": "https://evgt-events-abc.westeurope-1.eventgrid.azure.net/api/events"},
 }
 CHINA_OUTPUTS = {
     **PUBLIC_OUTPUTS,
