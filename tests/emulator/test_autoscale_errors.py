@@ -101,7 +101,8 @@ def test_insufficient_samples_fail_with_the_documented_error():
     assert error.code == INSUFFICIENT_SAMPLE_DATA == "InsufficientSampleData"
     assert error.message == "Autoscale evaluation failed due to insufficient sample data"
     assert error.values == [
-        ("Message", "Line 2, Col 6: Insufficient data from data set: $CPUPercent wanted 95%, received 90%")
+        # Col 27 is the "(" after GetSample, where the service points (see the batch-shipyard test below).
+        ("Message", "Line 2, Col 27: Insufficient data from data set: $CPUPercent wanted 95%, received 90%")
     ]
     assert error.results.endswith(";a=1")
 
@@ -109,8 +110,49 @@ def test_insufficient_samples_fail_with_the_documented_error():
 def test_insufficient_samples_with_no_history_at_all():
     error = _evaluation_error("r = $RunningTasks.GetSample(60 * TimeInterval_Second, 120 * TimeInterval_Second, 75);")
     assert error.values == [
-        ("Message", "Line 1, Col 5: Insufficient data from data set: $RunningTasks wanted 75%, received 0%")
+        ("Message", "Line 1, Col 28: Insufficient data from data set: $RunningTasks wanted 75%, received 0%")
     ]
+
+
+# Azure/batch-shipyard#138 (2017): on a new pool the service answered, for the pending_tasks scenario
+# formula that convoy/autoscale.py built at commit 75157e9 (bias_last_sample on, the lines joined by ";\n"):
+#   "Line 9, Col 43: Insufficient data from data set: $PendingTasks wanted 70%, received 0%"
+# Line 9 is `samplevecavg = avg($PendingTasks.GetSample(sli))`: a GetSample(interval) WITHOUT a percentage,
+# so the service applies 70 %; column 43 is the "(" after GetSample; and line 8's
+# `val($PendingTasks.GetSample(1), 0)` did not fail on the empty history.
+SHIPYARD_PENDING_TASKS_FORMULA = ";\n".join([
+    "maxTasksPerNode = 1",
+    "minTargetDedicated = 0",
+    "minTargetLowPriority = 0",
+    "maxTargetDedicated = 4",
+    "maxTargetLowPriority = 0",
+    "sli = TimeInterval_Second * 900.0",
+    "samplepercent = $PendingTasks.GetSamplePercent(sli)",
+    "lastsample = val($PendingTasks.GetSample(1), 0)",
+    "samplevecavg = avg($PendingTasks.GetSample(sli))",
+    "PendingTaskAvg = samplepercent < 70 ? max(0, lastsample) : "
+    "(lastsample < samplevecavg ? avg(lastsample, samplevecavg) : max(lastsample, samplevecavg))",
+    "reqVMs = PendingTaskAvg / maxTasksPerNode",
+    "$TargetDedicatedNodes = min(maxTargetDedicated, max(minTargetDedicated, reqVMs))",
+    "$NodeDeallocationOption = taskcompletion",
+]) + ";"
+
+
+def test_get_sample_interval_without_a_percentage_requires_70_percent_as_the_service_answered():
+    error = _evaluation_error(SHIPYARD_PENDING_TASKS_FORMULA)
+    assert error.code == INSUFFICIENT_SAMPLE_DATA
+    assert error.values == [
+        ("Message", "Line 9, Col 43: Insufficient data from data set: $PendingTasks wanted 70%, received 0%")
+    ]
+    assert "lastsample=0" in error.results  # line 8 went through on the empty history
+
+
+def test_get_sample_interval_without_a_percentage_passes_at_70_percent():
+    samples = {"$PendingTasks": history([3.0] * 21)}  # 21 of 30 expected in 15 minutes: 70 %
+    outcome = run(SHIPYARD_PENDING_TASKS_FORMULA, samples)
+    assert outcome.target_dedicated == 3
+    samples = {"$PendingTasks": history([3.0] * 20)}  # 66.7 %: the service's "wanted 70%"
+    assert _evaluation_error(SHIPYARD_PENDING_TASKS_FORMULA, samples).code == INSUFFICIENT_SAMPLE_DATA
 
 
 @pytest.mark.parametrize(

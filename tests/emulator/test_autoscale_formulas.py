@@ -57,6 +57,18 @@ def test_preempted_nodes_formula_replaces_spot_nodes_with_dedicated_ones():
     assert (outcome.target_dedicated, outcome.target_low_priority) == (3, 22)
 
 
+def test_preempted_nodes_formula_without_samples_fails_instead_of_25_dedicated_nodes():
+    # GetSample(180 s) without a percentage needs 70 % of its samples (batch-shipyard#138): with no history
+    # the evaluation fails and the pool keeps its size, rather than min(25, []) = 25 dedicated nodes, the
+    # opposite of the doc's "starts with 25 low-priority nodes".
+    from devstack.batch_emulator.autoscale import AutoScaleError
+    with pytest.raises(AutoScaleError) as caught:
+        run(PREEMPTED_FORMULA, {})
+    assert caught.value.code == "InsufficientSampleData"
+    quiet = run(PREEMPTED_FORMULA, {"$PreemptedNodeCount": history([0] * 6)})
+    assert (quiet.target_dedicated, quiet.target_low_priority) == (0, 25)
+
+
 # Doc "Example 2: Task-based adjustment", verbatim.
 TASK_BASED_FORMULA = """
 // Get pending tasks for the past 15 minutes.

@@ -338,6 +338,45 @@ def test_node_count_variables_are_doubles_and_sample_histories():
     assert result_values(aliased.results)["last"] == "[2]"
 
 
+# Az PowerShell help, Test-AzBatchAutoScale example 1 (azure-powershell, Batch/help/Test-AzBatchAutoScale.md):
+# the formula below, recorded result "$TargetDedicated=5;$NodeDeallocationOption=requeue;totalNodes=5" (a pool
+# without CPU samples). $CurrentDedicated is the pre-2017 name of $CurrentDedicatedNodes (the doc's
+# variable tables of 2015-2016 list it).
+POWERSHELL_EXAMPLE = (
+    "totalNodes=($CPUPercent.GetSamplePercent(TimeInterval_Minute*0,TimeInterval_Minute*10)<0.7?5:"
+    "(min($CPUPercent.GetSample(TimeInterval_Minute*0, TimeInterval_Minute*10))>0.8?"
+    "($CurrentDedicated*1.1):$CurrentDedicated));$TargetDedicated=min(100,totalNodes);"
+)
+
+
+def test_legacy_current_dedicated_reads_current_dedicated_nodes():
+    scalars = {"$CurrentDedicatedNodes": 10}
+    assert value_of("$CurrentDedicated * 1.1", None, scalars) == "11"
+    assert run(POWERSHELL_EXAMPLE, None, scalars).target_dedicated == 5  # the recorded answer: no CPU samples
+    busy = {"$CPUPercent": history([90.0] * 20)}
+    assert run(POWERSHELL_EXAMPLE, busy, scalars).target_dedicated == 11
+    idle = {"$CPUPercent": history([0.5] * 20)}  # the formula compares with 0.8, not 80
+    assert run(POWERSHELL_EXAMPLE, idle, scalars).target_dedicated == 10
+    with pytest.raises(AutoScaleError) as caught:
+        run("$CurrentDedicated = 3;", None, scalars)
+    assert "read-only" in caught.value.values[0][1]
+
+
+def test_no_current_low_priority_alias_is_on_record():
+    with pytest.raises(AutoScaleError) as caught:
+        run("x = $CurrentLowPriority;")
+    assert "Undefined variable $CurrentLowPriority" in caught.value.values[0][1]
+
+
+def test_val_of_an_empty_history_reads_zero_as_the_service_went_past_it():
+    # batch-shipyard#138: `lastsample = val($PendingTasks.GetSample(1), 0)` on a new pool did not fail
+    # (the evaluation failed on the next line); see test_autoscale_errors.SHIPYARD_PENDING_TASKS_FORMULA.
+    assert value_of("val($PendingTasks.GetSample(1), 0)") == "0"
+    assert value_of("val($PendingTasks.GetSample(1), 0)", _pending([4])) == "4"
+    with pytest.raises(AutoScaleError):
+        run("x = val({1, 2}, 5);")
+
+
 def test_every_documented_read_only_variable_is_known():
     names = [
         "$CPUPercent", "$WallClockSeconds", "$MemoryBytes", "$DiskBytes", "$DiskReadBytes", "$DiskWriteBytes",

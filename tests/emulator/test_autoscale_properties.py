@@ -156,7 +156,7 @@ def test_aggregates_over_mixed_doubles_and_vectors_agree_with_python(items):
 def test_get_sample_windows_agree_with_a_direct_count(values, minutes):
     samples = {"$PendingTasks": history(values)}
     outcome = run(
-        f"w = $PendingTasks.GetSample(TimeInterval_Minute * {minutes});"
+        f"w = $PendingTasks.GetSample(TimeInterval_Minute * {minutes}, 0);"
         f"p = $PendingTasks.GetSamplePercent(TimeInterval_Minute * {minutes});",
         samples,
     )
@@ -164,4 +164,13 @@ def test_get_sample_windows_agree_with_a_direct_count(values, minutes):
     inside = [v for t, v in samples["$PendingTasks"] if window_start < t <= NOW]
     result = result_values(outcome.results)
     assert result["w"] == "[" + ",".join(format_double(v) for v in inside) + "]"
-    assert result["p"] == format_double(min(100.0, 100.0 * len(inside) / (minutes * 2)))
+    percent = min(100.0, 100.0 * len(inside) / (minutes * 2))
+    assert result["p"] == format_double(percent)
+    # Without a percentage the service requires 70 % (batch-shipyard#138, see test_autoscale_errors).
+    formula = f"w = $PendingTasks.GetSample(TimeInterval_Minute * {minutes});"
+    if percent >= 70:
+        assert result_values(run(formula, samples).results)["w"] == result["w"]
+    else:
+        with pytest.raises(AutoScaleError) as caught:
+            run(formula, samples)
+        assert caught.value.code == "InsufficientSampleData"

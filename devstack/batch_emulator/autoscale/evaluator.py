@@ -25,6 +25,15 @@ nodes in a Batch pool" unless noted):
 * Variable names are case-sensitive and ``x`` and ``$x`` are distinct user variables (the
   doc says the ``$`` is optional for user variables; results print names as written).
   Both choices are unverified.
+* ``GetSample(interval[, end])`` without a sample percentage requires
+  ``DEFAULT_SAMPLE_PERCENT`` (70 %) of the window's samples, like an explicit one: the service
+  answered ``Line 9, Col 43: Insufficient data from data set: $PendingTasks wanted 70%,
+  received 0%`` for ``avg($PendingTasks.GetSample(sli))`` on a new pool (Azure/batch-shipyard#138,
+  formula from convoy/autoscale.py at 75157e9). The position is the ``(`` of the call.
+* ``$CurrentDedicated`` is the pre-2017 name of ``$CurrentDedicatedNodes`` (doc tables until
+  2017; the Az PowerShell ``Test-AzBatchAutoScale`` example still uses it, with a recorded
+  result). No ``$CurrentLowPriority`` is on record (low-priority nodes arrived with the
+  ``...Nodes`` names), so none is aliased.
 """
 from __future__ import annotations
 
@@ -59,6 +68,9 @@ NODE_DEALLOCATION_OPTION = "$NodeDeallocationOption"
 _TARGETS = (TARGET_DEDICATED, TARGET_DEDICATED_ALIAS, TARGET_LOW_PRIORITY, TARGET_LOW_PRIORITY_ALIAS)
 _READ_WRITE = frozenset(_TARGETS) | {NODE_DEALLOCATION_OPTION}
 _DEFAULT_DEALLOCATION = DeallocationOption.REQUEUE  # doc: "requeue -- The default value."
+DEFAULT_SAMPLE_PERCENT = 70.0  # GetSample(interval) without a percentage (batch-shipyard#138)
+# Read-only names the service still answers to, and the variable they read.
+LEGACY_READ_ONLY_ALIASES: dict[str, str] = {"$CurrentDedicated": "$CurrentDedicatedNodes"}
 
 # Timestamp members (doc "Types"). weekday follows .NET DayOfWeek (Sunday = 0, Monday = 1);
 # the doc only fixes "1 for Monday".
@@ -162,6 +174,7 @@ class _Evaluation:
             return False
         return (
             name in READ_ONLY_VARIABLES
+            or name in LEGACY_READ_ONLY_ALIASES
             or name in self._inputs.samples
             or name in self._inputs.scalars
             or name in TIME_INTERVAL_CONSTANTS
@@ -228,15 +241,19 @@ class _Evaluation:
             return DEALLOCATION_CONSTANTS[name]
         if name in READ_ONLY_VARIABLES or name in self._inputs.samples or name in self._inputs.scalars:
             return self._metric(name)
+        if name in LEGACY_READ_ONLY_ALIASES:
+            return self._metric(LEGACY_READ_ONLY_ALIASES[name], shown_as=name)
         raise evaluation_fault(node.position, f"Undefined variable {name}")
 
-    def _metric(self, name: str) -> Metric:
-        metric = self._metrics.get(name)
+    def _metric(self, name: str, shown_as: str | None = None) -> Metric:
+        """The history of ``name``; ``shown_as`` is the (legacy) name the formula wrote."""
+        label = shown_as or name
+        metric = self._metrics.get(label)
         if metric is None:
             samples = tuple(sorted(self._inputs.samples.get(name, ()), key=lambda sample: sample[0]))
             scalar = self._inputs.scalars.get(name)
-            metric = Metric(name, samples, None if scalar is None else float(scalar), self._inputs.sample_period)
-            self._metrics[name] = metric
+            metric = Metric(label, samples, None if scalar is None else float(scalar), self._inputs.sample_period)
+            self._metrics[label] = metric
         return metric
 
     def _binary(self, node: nodes.Binary) -> object:
@@ -309,7 +326,7 @@ class _Evaluation:
         timeinterval) startTime [, double samplePercent])`` and ``GetSample((timestamp or
         timeinterval) startTime, (timestamp or timeinterval) endTime [, double
         samplePercent])``; a timeinterval means "that long before now". The second argument's
-        type tells a percentage from an end time.
+        type tells a percentage from an end time; without one, DEFAULT_SAMPLE_PERCENT applies.
         """
         if len(args) == 1 and isinstance(args[0], float):
             count = args[0]
@@ -324,16 +341,16 @@ class _Evaluation:
         if rest and not isinstance(rest[0], float):
             end = self._time_point(node, rest[0])
             rest = rest[1:]
-        required: float | None = None
+        required = DEFAULT_SAMPLE_PERCENT
         if rest:
             if len(rest) > 1 or not isinstance(rest[0], float):
                 raise evaluation_fault(node.position, "GetSample samplePercent must be a double")
             required = rest[0]
         window = metric.window(start, end)
-        if required is not None and window.percent < required:
+        if window.percent < required:
             raise FormulaFault(
                 INSUFFICIENT_SAMPLE_DATA,
-                node.position,
+                node.arguments_position or node.position,
                 f"Insufficient data from data set: {metric.name} wanted {format_double(required)}%, "
                 f"received {format_double(window.percent)}%",
             )

@@ -143,11 +143,20 @@ def _stop(context, args):
 
 
 def _val(context, args):
-    """Element ``i`` (zero-based) of ``v``; a fractional index is truncated (unverified)."""
+    """Element ``i`` (zero-based) of ``v``; a fractional index is truncated (unverified).
+
+    An empty ``v`` reads 0: on a new pool the service went past ``lastsample =
+    val($PendingTasks.GetSample(1), 0)`` (line 8) and failed only on line 9 (Azure/batch-shipyard#138,
+    "received 0%", so no sample was visible). Which of GetSample(1) and val() absorbs the empty
+    history is not on record; GetSample(1) keeps returning what exists (the doc: "the last
+    available sample"). An index past the end of a non-empty vector still fails (unverified).
+    """
     _arity(context, "val", args, 2)
     vector, index = args
     if not isinstance(vector, DoubleVec) or not isinstance(index, float):
         raise _fault(context, "val() expects (doubleVec, double)")
+    if not vector.values and math.isfinite(index) and int(index) >= 0:
+        return 0.0
     if not math.isfinite(index) or not 0 <= int(index) < len(vector.values):
         raise _fault(context, f"val() index {index:g} is outside a vector of {len(vector.values)}")
     return vector.values[int(index)]

@@ -62,6 +62,9 @@ class MethodCall(Node):
     target: Node
     name: str
     args: tuple[Node, ...]
+    # Where the argument list opens: the service reports InsufficientSampleData there
+    # (batch-shipyard#138: "Line 9, Col 43" is the "(" after "$PendingTasks.GetSample").
+    arguments_position: Position | None = None
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,9 @@ class _ToNodes(Transformer):
 
     def method_call(self, meta, children):
         target, name, args = children
-        return nodes.MethodCall(target.position, target, str(name), _args(args))
+        # The "(" right after the method name (Token.end_column is one past its last character).
+        opening = Position(name.end_line, name.end_column)
+        return nodes.MethodCall(target.position, target, str(name), _args(args), opening)
 
     def member(self, meta, children):
         target, name = children
