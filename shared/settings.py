@@ -194,6 +194,7 @@ class EventsSettings:
     sink: EventSink
     queue: str | None                   # the storage queue's name when the sink includes the queue
     topic_endpoint: str | None          # the Event Grid custom topic's endpoint when it includes Event Grid
+    source: str                         # the events' CloudEvents `source`: names the app
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EventsSettings:
@@ -205,7 +206,11 @@ class EventsSettings:
         with_topic = sink in (EventSink.EVENT_GRID, EventSink.BOTH)
         if with_topic and topic is None:
             raise SettingsError("EVENTS_TOPIC_ENDPOINT", f"EVENTS_SINK={sink.value} needs the Event Grid topic's endpoint")
-        return cls(sink=sink, queue=queue if with_queue else None, topic_endpoint=topic if with_topic else None)
+        source = r.text("EVENTS_SOURCE", "/mp4tomp3/local")
+        if any(ch.isspace() for ch in source):
+            raise SettingsError("EVENTS_SOURCE", f"must be a URI reference without spaces, got {source!r}")
+        return cls(sink=sink, queue=queue if with_queue else None, topic_endpoint=topic if with_topic else None,
+                   source=source)
 
 
 @dataclass(frozen=True)
@@ -216,10 +221,13 @@ class TimerSettings:
     idle_grace: timedelta             # no active/running task this long -> pool to zero
     autoscale_handback: timedelta     # manual pool unchanged this long -> autoscale re-enabled
     reconcile_overlap: timedelta      # re-list this far behind the watermark (listing lag, clock skew)
-    sweep_interval: timedelta         # missed-upload sweep + completed-task cleanup cadence
+    sweep_interval: timedelta         # pause between missed-upload sweep passes; completed-task cleanup cadence
     sweep_min_age: timedelta          # blobs younger than this are left to the trigger
+    sweep_page_size: int              # blobs per List Blobs page (the service returns at most 5,000)
+    sweep_pages_per_tick: int         # List Blobs pages one tick may read: a pass resumes next tick
     completed_task_retention: timedelta  # completed tasks stay in the job this long after their row is final
     status_heartbeat: timedelta       # status row rewritten at least this often even when nothing changed
+    tick_budget: timedelta            # maintenance starts no new page or batch after this much of a tick
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TimerSettings:
@@ -231,8 +239,12 @@ class TimerSettings:
             reconcile_overlap=r.seconds("RECONCILE_OVERLAP_SECONDS", 120, low=0, high=3600),
             sweep_interval=r.seconds("SWEEP_INTERVAL_SECONDS", 600, low=60, high=7 * day),
             sweep_min_age=r.seconds("SWEEP_MIN_AGE_SECONDS", 300, low=0, high=day),
+            sweep_page_size=r.integer("SWEEP_PAGE_SIZE", 5000, low=1, high=5000),
+            sweep_pages_per_tick=r.integer("SWEEP_PAGES_PER_TICK", 2, low=1, high=100),
             completed_task_retention=r.seconds("COMPLETED_TASK_RETENTION_SECONDS", 3600, low=0, high=6 * day),
             status_heartbeat=r.seconds("STATUS_HEARTBEAT_SECONDS", 300, low=0, high=day),
+            # Well inside host.json's 5-minute functionTimeout: the phases after it finish their current call.
+            tick_budget=r.seconds("TICK_BUDGET_SECONDS", 120, low=5, high=240),
         )
 
 
