@@ -276,7 +276,7 @@ var appSettings = {
   EVENTS_SINK: eventsSink
   EVENTS_QUEUE: eventsQueueName
   EVENTS_TOPIC_ENDPOINT: events.outputs.topicEndpoint
-  EVENTS_SOURCE: '/mp4tomp3/${functionAppName}'
+  EVENTS_SOURCE: events.outputs.source
   // Telemetry with the app's identity (local auth is off on Application Insights).
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${appIdentity.outputs.clientId};Authorization=AAD'
@@ -328,6 +328,7 @@ module events 'modules/events.bicep' = {
     queueName: eventsQueueName
     topicName: 'evgt-events-${resourceToken}'
     appPrincipalId: appIdentity.outputs.principalId
+    appName: functionAppName
   }
 }
 

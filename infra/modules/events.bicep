@@ -15,6 +15,8 @@ param storageAccountName string
 param sink string
 param queueName string
 param topicName string
+@description('The function app\'s name: the events\' CloudEvents source is /mp4tomp3/<app name>.')
+param appName string
 @description('The app identity (principal id) that publishes.')
 param appPrincipalId string
 
@@ -64,3 +66,4 @@ resource topicSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
 
 output queueName string = withQueue ? queueName : ''
 output topicEndpoint string = withTopic ? topic.properties.endpoint : ''
+output source string = '/mp4tomp3/${appName}'

@@ -58,7 +58,7 @@ PUBLIC_OUTPUTS = {
               "url": "https://baabc.westeurope.batch.azure.com"},
     "monitoring": {"connectionString": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/",
                    "appInsightsName": "appi"},
-    "events": {"queueName": "conversion-events",
+    "events": {"queueName": "conversion-events", "source": "/mp4tomp3/func-abc",
                "topicEndpoint": "https://evgt-events-abc.westeurope-1.eventgrid.azure.net/api/events"},
 }
 CHINA_OUTPUTS = {
