@@ -6,11 +6,18 @@ default, `pack` fill so whole nodes go idle and can be released, and an autoscal
 follows pending work from zero. Autoscale alone reacts in >= 5 minutes; the timer is
 what wakes the pool and parks it at zero within about one tick.
 
-Start task: provisions ffmpeg once per node and is a no-op when ffmpeg is already there (the
-local emulator's nodes; a rebooted node). A pinned static binary from FFMPEG_BINARY_URL (checked
-against FFMPEG_SHA256) is preferred; otherwise apt-get with a dpkg lock wait and bounded retries,
-because a fresh Ubuntu VM runs unattended-upgrades at boot and a bare `apt-get install` (the
-tutorial's) fails on the held lock.
+Start task (runs as root, before any task; again after a reboot), one constant command line:
+1. closes the node's metadata endpoint (IMDS, 169.254.169.254) to every process but root's, so only the
+   Batch node agent (root) can get the pool identity's tokens - an ffmpeg exploit in a task (a non-admin
+   auto user, shared/task_spec.py) cannot. Only on an Azure VM (the Linux agent's /var/lib/waagent):
+   the local emulator runs this command on the developer's machine, whose firewall it must not touch;
+2. provisions ffmpeg once per node, a no-op when it is already there (the local emulator's nodes; a
+   rebooted node): the pinned static binary from FFMPEG_BINARY_URL when the pool downloads one (checked
+   against FFMPEG_SHA256, passed as an environment setting), otherwise apt-get with a dpkg lock wait and
+   bounded retries, because a fresh Ubuntu VM runs unattended-upgrades at boot and a bare `apt-get
+   install` (the tutorial's) fails on the held lock.
+The command line holds no setting, so infra/pool.json (the pool as infra/modules/batch.bicep declares it)
+is generated from this module once and checked against it by the suite (tests/infra/test_pool.py).
 """
 from __future__ import annotations
 
@@ -47,37 +54,49 @@ def autoscale_formula(slots_per_node: int, max_nodes: int, priority: NodePriorit
     ])
 
 
+IMDS_ADDRESS = "169.254.169.254"
+# Only on an Azure VM: the Azure Linux agent's state directory (Batch nodes get their agent through it).
+AZURE_VM_MARKER = "/var/lib/waagent"
+_APT = "apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
+START_TASK_SCRIPT = "; ".join([
+    "set -e",
+    "export DEBIAN_FRONTEND=noninteractive",
+    # apt_install PACKAGE: with the dpkg lock wait and 5 tries 30 s apart
+    f'apt_install() {{ n=0; until {_APT} update && {_APT} install -y --no-install-recommends "$1"; do '
+    'n=$((n+1)); [ "$n" -ge 5 ] && return 1; sleep 30; done; }',
+    f'if [ -d {AZURE_VM_MARKER} ]; then '
+    "command -v iptables >/dev/null 2>&1 || apt_install iptables; "
+    f'rule="OUTPUT -d {IMDS_ADDRESS}/32 -m owner ! --uid-owner 0 -j REJECT"; '
+    "iptables -C $rule 2>/dev/null || iptables -I $rule; fi",
+    'bin="$AZ_BATCH_NODE_SHARED_DIR/bin"',
+    f"if [ -f {FFMPEG_RESOURCE_NAME} ]; then "
+    f'[ -z "${{FFMPEG_SHA256:-}}" ] || echo "$FFMPEG_SHA256  {FFMPEG_RESOURCE_NAME}" | sha256sum -c - >/dev/null; '
+    f'mkdir -p "$bin"; install -m 0755 {FFMPEG_RESOURCE_NAME} "$bin/ffmpeg.new"; mv -f "$bin/ffmpeg.new" "$bin/ffmpeg"; '
+    "elif ! command -v ffmpeg >/dev/null 2>&1; then apt_install ffmpeg; fi",
+    'PATH="$bin:$PATH" ffmpeg -version >/dev/null',
+])
+START_TASK_COMMAND = f"/bin/sh -c '{START_TASK_SCRIPT}'"
+START_TASK_MAX_RETRIES = 2
+
+
 def start_task(settings: Settings) -> batch_models.BatchStartTask:
     admin = batch_models.UserIdentity(auto_user=batch_models.AutoUserSpecification(
         scope="pool", elevation_level="admin"))
+    resources = None
+    environment = None
     if settings.ffmpeg_binary_url:
         identity = (batch_models.BatchNodeIdentityReference(resource_id=settings.pool_identity_resource_id)
                     if settings.pool_identity_resource_id else None)
-        check = (f'echo "{settings.ffmpeg_sha256}  {FFMPEG_RESOURCE_NAME}" | sha256sum -c - >/dev/null; '
-                 if settings.ffmpeg_sha256 else "")
-        script = (
-            'set -e; bin="$AZ_BATCH_NODE_SHARED_DIR/bin"; mkdir -p "$bin"; '
-            f"{check}"
-            f'install -m 0755 {FFMPEG_RESOURCE_NAME} "$bin/ffmpeg.new"; mv -f "$bin/ffmpeg.new" "$bin/ffmpeg"; '
-            '"$bin/ffmpeg" -version >/dev/null'
-        )
         resources = [batch_models.ResourceFile(http_url=settings.ffmpeg_binary_url, file_path=FFMPEG_RESOURCE_NAME,
                                                file_mode="0755", identity_reference=identity)]
-    else:
-        apt = "apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3"
-        script = (
-            "if ! command -v ffmpeg >/dev/null 2>&1; then "
-            "export DEBIAN_FRONTEND=noninteractive; n=0; "
-            f"until {apt} update && {apt} install -y --no-install-recommends ffmpeg; do "
-            'n=$((n+1)); [ "$n" -ge 5 ] && exit 1; sleep 30; done; fi; '
-            "ffmpeg -version >/dev/null"
-        )
-        resources = None
+        if settings.ffmpeg_sha256:
+            environment = [batch_models.EnvironmentSetting(name="FFMPEG_SHA256", value=settings.ffmpeg_sha256)]
     return batch_models.BatchStartTask(
-        command_line=f"/bin/sh -c '{script}'",
+        command_line=START_TASK_COMMAND,
         resource_files=resources,
+        environment_settings=environment,
         user_identity=admin,
-        max_task_retry_count=2,
+        max_task_retry_count=START_TASK_MAX_RETRIES,
         wait_for_success=True,  # no task lands on a node before ffmpeg is there
     )
 
