@@ -4,6 +4,10 @@ input, and turning an error log into a reason a person can act on.
 - The command reads and writes fixed local names (`INPUT_FILE`, `OUTPUT_FILE`): no blob name ever
   reaches `/bin/sh`. Input: local files only, MP4-family demuxer only (`PROTOCOLS`, `DEMUXERS`). No stdin, audio only (`-vn -sn -dn`), the first audio stream (`-map 0:a:0` fails
   with "matches no streams" when there is none), libmp3lame VBR quality. Messages go to `LOG_FILE`.
+- Per-file options (shared/options.py) become fixed tokens from the tables below - a bitrate, quality, channel
+  count or rate outside LAME's closed sets raises instead of reaching the line, so no metadata text ever does.
+  Loudness normalisation is ffmpeg's single-pass `loudnorm` (EBU R128) to -16 LUFS integrated, true peak
+  -1.5 dBTP; it works at 192 kHz, and without `mp3_samplerate` ffmpeg hands the encoder its nearest rate, 48 kHz.
 - What ffmpeg does by itself is kept where it is right for an MP3: more than two channels are
   downmixed to stereo (libmp3lame takes mono or stereo; the downmix is normalised, no clipping),
   mono stays mono, rates above 48 kHz are resampled to 48 kHz, low rates (8 kHz) are kept.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import re
 
 from .log import scrub
+from .options import BITRATES_K, CHANNEL_COUNTS, LOUDNESS_TARGET_LUFS, QUALITIES, SAMPLE_RATES, ConversionOptions
 
 INPUT_FILE = "input.mp4"
 OUTPUT_FILE = "output.mp3"
@@ -32,18 +37,47 @@ PROTOCOLS = "file"
 DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
-def command_line(mp3_quality: int) -> str:
-    """The task's command: constant text; the shell only provides the log redirection and the
-    truncation check (grep of ffmpeg's own log; a match fails the task, exit status 1).
+# Every option value the command can carry, as its fixed token (shared/options.py holds the closed sets).
+_QUALITY_TOKENS = {q: f"-q:a {q}" for q in QUALITIES}
+_BITRATE_TOKENS = {k: f"-b:a {k}k" for k in BITRATES_K}
+_CHANNEL_TOKENS = {c: f"-ac {c}" for c in CHANNEL_COUNTS}
+_RATE_TOKENS = {r: f"-ar {r}" for r in SAMPLE_RATES}
+_LOUDNORM_TOKEN = f"-af loudnorm=I={LOUDNESS_TARGET_LUFS}:TP=-1.5:LRA=11"
+
+
+def _token(table: dict[int, str], value: object, what: str) -> str:
+    if type(value) is not int or value not in table:  # noqa: E721 - bool is not a quality
+        raise ValueError(f"{what} {value!r} is not one of {sorted(table)}")
+    return table[value]
+
+
+def encoder_tokens(mp3_quality: int, options: ConversionOptions | None = None) -> str:
+    """The encoder part of the command: `-q:a N` (VBR) or `-b:a Nk` (CBR), then channels, rate, loudness."""
+    options = (options or ConversionOptions()).resolved(mp3_quality)
+    tokens = [_token(_BITRATE_TOKENS, options.bitrate_k, "mp3 bitrate (kbit/s)") if options.bitrate_k is not None
+              else _token(_QUALITY_TOKENS, options.quality, "mp3_quality")]
+    if options.channels is not None:
+        tokens.append(_token(_CHANNEL_TOKENS, options.channels, "channel count"))
+    if options.sample_rate is not None:
+        tokens.append(_token(_RATE_TOKENS, options.sample_rate, "sample rate"))
+    if options.loudnorm is True:
+        tokens.append(_LOUDNORM_TOKEN)
+    return " ".join(tokens)
+
+
+def command_line(mp3_quality: int, options: ConversionOptions | None = None) -> str:
+    """The task's command: constant text but for tokens from fixed tables; the shell only provides the log
+    redirection and the truncation check (grep of ffmpeg's own log; a match fails the task, exit status 1).
+    `mp3_quality` is the app's default (MP3_QUALITY), used when the options name no bitrate or quality.
 
     PATH first tries the node-shared bin directory where the pool's start task installs a pinned
     static ffmpeg (when FFMPEG_BINARY_URL is set), then the system's (apt, or the emulator's)."""
-    if not isinstance(mp3_quality, int) or not 0 <= mp3_quality <= 9:
+    if type(mp3_quality) is not int or not 0 <= mp3_quality <= 9:  # noqa: E721
         raise ValueError("mp3_quality must be an integer 0..9")
     ffmpeg = (
         f"ffmpeg -nostdin -hide_banner -loglevel error -abort_on empty_output_stream -y "
         f"-protocol_whitelist {PROTOCOLS} -format_whitelist {DEMUXERS} -i {INPUT_FILE} "
-        f"-map 0:a:0 -vn -sn -dn -c:a libmp3lame -q:a {mp3_quality} -f mp3 {OUTPUT_FILE}"
+        f"-map 0:a:0 -vn -sn -dn -c:a libmp3lame {encoder_tokens(mp3_quality, options)} -f mp3 {OUTPUT_FILE}"
     )
     truncated = " ".join(f'-e "{marker}"' for marker in TRUNCATION_MARKERS)
     return (f"/bin/sh -c 'PATH=\"$AZ_BATCH_NODE_SHARED_DIR/bin:$PATH\"; {ffmpeg} 2> {LOG_FILE} "

@@ -9,8 +9,10 @@
 - Bounded: maxTaskRetryCount (retries only follow a non-zero exit) and maxWallClockTime; the node drops the
   task's files (input, MP3) a minute after it ends (retentionTime), not after Batch's default 7 days.
 - The output blob carries metadata naming its source (percent-encoded name, or `source_name_b64`
-  when that would not fit the 8 KiB metadata limit; ETag; task id) and the content type
-  audio/mpeg, set by upload headers.
+  when that would not fit the 8 KiB metadata limit; ETag; task id), the options it was made with
+  (`mp3_bitrate` or `mp3_quality`, `mp3_channels`, `mp3_samplerate`, `mp3_loudnorm`: shared/options.py) and the
+  content type audio/mpeg, all set by the output file's upload headers (Batch sends them with the Put Blob
+  of the upload, and `x-ms-meta-*` is a Put Blob header), so the MP3 is never written without them.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from azure.batch import models as batch_models
 
 from .access import TaskStorageAccess
 from .ffmpeg import INPUT_FILE, LOG_FILE, OUTPUT_FILE, command_line
+from .options import ConversionOptions
 
 # filePattern is relative to the task working directory (wd/); the agent writes stdout.txt and
 # stderr.txt one level up, which Microsoft's output-files article uploads as `../std*.txt`.
@@ -47,6 +50,7 @@ class TaskRequest:
     input_name: str
     input_etag: str
     output_name: str
+    options: ConversionOptions | None = None   # None: the app's defaults (MP3_QUALITY)
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def log_blob_names(task_id: str) -> tuple[str, str]:
     return f"{task_id}/{LOG_FILE}", f"{task_id}/{STDERR_BLOB}"
 
 
-def source_metadata_headers(request: TaskRequest) -> list[batch_models.OutputFileUploadHeader]:
+def source_metadata_headers(request: TaskRequest, mp3_quality: int | None = None) -> list[batch_models.OutputFileUploadHeader]:
     encoded = quote(request.input_name, safe="/")
     meta = {
         META_SOURCE_CONTAINER: request.input_container,
@@ -75,6 +79,8 @@ def source_metadata_headers(request: TaskRequest) -> list[batch_models.OutputFil
         meta[META_SOURCE_NAME] = encoded
     else:
         meta[META_SOURCE_NAME_B64] = base64.b64encode(request.input_name.encode("utf-8")).decode("ascii")
+    if mp3_quality is not None:
+        meta.update((request.options or ConversionOptions()).resolved(mp3_quality).as_metadata())
     headers = [batch_models.OutputFileUploadHeader(name="x-ms-blob-content-type", value="audio/mpeg")]
     headers += [batch_models.OutputFileUploadHeader(name=f"x-ms-meta-{k}", value=v) for k, v in meta.items()]
     return headers
@@ -94,14 +100,14 @@ def build_task(request: TaskRequest, access: TaskStorageAccess, limits: TaskLimi
     return batch_models.BatchTaskCreateOptions(
         id=request.task_id,
         display_name=request.input_name[:1024],
-        command_line=command_line(limits.mp3_quality),
+        command_line=command_line(limits.mp3_quality, request.options),
         resource_files=[batch_models.ResourceFile(
             http_url=access.input_url, file_path=INPUT_FILE, identity_reference=identity)],
         output_files=[
             batch_models.OutputFile(
                 file_pattern=OUTPUT_FILE,
                 destination=to_container(access.output_container_url, request.output_name,
-                                         source_metadata_headers(request)),
+                                         source_metadata_headers(request, limits.mp3_quality)),
                 upload_options=on_success),
             batch_models.OutputFile(
                 file_pattern=LOG_FILE,

@@ -65,6 +65,8 @@ def test_files_limits_and_metadata():
         "x-ms-meta-source_container": "input",
         "x-ms-meta-source_etag": '"0x8D1"',
         "x-ms-meta-batch_task_id": "clip-abc",
+        "x-ms-meta-mp3_quality": "4",          # the options used: here the app's default (LIMITS)
+        "x-ms-meta-mp3_loudnorm": "false",
     }
     assert all(v.isascii() for v in headers.values())
     for pattern, blob in (("ffmpeg.log", "clip-abc/ffmpeg.log"), ("../stderr.txt", "clip-abc/stderr.txt")):
