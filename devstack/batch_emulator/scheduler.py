@@ -6,7 +6,9 @@ Each pass (every `scheduler_tick` seconds, or sooner when the API changes someth
   run the start task once per node (waitForSuccess: tasks wait for it; failure leaves the node starttaskfailed),
   remove nodes honouring the deallocation option (requeue / terminate / taskcompletion / retaineddata), finish
   resizes (allocationState steady) or time them out (resizeTimeout), stop resizes, delete pools;
-- metrics and autoscale: one metric sample per pool every sample_period, evaluations when due;
+- metrics and autoscale: one metric sample per pool every sample_period (task counts, node counts and the
+  resource metrics its task processes used, node_metrics.py), visible to formulas after the sample lag;
+  evaluations when due;
 - dispatch: active tasks go to free slots (requiredSlots, taskSlotsPerNode, nodeFillType spread/pack, job
   priority, maxParallelTasks, dependencies) and run on a bounded thread pool through executor.run_task;
 - housekeeping: deleted jobs are forgotten once their processes are gone, task directories are removed after
@@ -33,7 +35,7 @@ from .backend.autoscaling import record_sample
 from .backend.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 from .executor import StorageAccess, TaskLaunch, TaskOutcome, run_task, set_aside, task_directory
 from .meter import Meter
-from .simulation import Simulation
+from .node_metrics import NodeMetrics
 from .timeutil import UNLIMITED_DURATION, iso, parse_duration, parse_iso, utcnow
 
 log = logging.getLogger("devstack.batch_emulator.scheduler")
@@ -60,8 +62,6 @@ class Scheduler:
         # is already shown as running.
         self._workers = ThreadPoolExecutor(max_workers=self.cfg.max_running_tasks, thread_name_prefix="batch-task")
         self._start_workers = ThreadPoolExecutor(max_workers=START_TASK_WORKERS, thread_name_prefix="batch-start")
-        # Scale mode: tries are timed here instead of run as processes (simulation.py).
-        self._sim = Simulation(self.cfg, self._storage) if self.cfg.simulates else None
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._stopping = False
         self._in_flight = 0               # job-task processes currently running (host-wide budget)
@@ -69,6 +69,7 @@ class Scheduler:
         self._last_sweep = 0.0
         self._last_meter_save = time.monotonic()
         self._last_sample: dict[str, datetime] = {}
+        self.node_metrics = NodeMetrics(self.s.work_dir / "nodes", poll_seconds=self.cfg.resource_poll)
         self._fruitless_dispatch: tuple | None = None
         self._extra_path: list[Path] = []
         saved = None
@@ -81,11 +82,13 @@ class Scheduler:
     def start(self) -> None:
         if self.cfg.ffmpeg_on_path:
             self._extra_path = [bin_dir(self.s.work_dir / "tools")]
+        self.node_metrics.start()
         self._thread.start()
 
     def stop(self) -> None:
         """Stop scheduling and kill task processes without recording outcomes: tasks that were running stay
         `running` in the store, so the next start requeues them exactly like a crash would."""
+        self.node_metrics.stop()
         with self.s.lock:
             self._stopping = True
             for job in self.s.jobs.values():
@@ -102,8 +105,6 @@ class Scheduler:
             self._thread.join(timeout=10)
         self._workers.shutdown(wait=True, cancel_futures=True)
         self._start_workers.shutdown(wait=True, cancel_futures=True)
-        if self._sim is not None:
-            self._sim.close()
 
     def _loop(self) -> None:
         while True:
@@ -115,17 +116,10 @@ class Scheduler:
                     trash = self.run_pass(utcnow())
                 except Exception:  # keep scheduling even if one pass hits a bug; it is logged with its stack
                     log.exception("scheduler pass failed")
-                self.s.changed.wait(timeout=self._wait_seconds())
+                self.s.changed.wait(timeout=self.cfg.scheduler_tick)
             for path in trash:
                 shutil.rmtree(path, ignore_errors=True)
             time.sleep(MIN_PASS_GAP)
-
-    def _wait_seconds(self) -> float:
-        """Until the next pass: the tick, or sooner when a simulated try ends before it."""
-        due = self._sim.next_at() if self._sim is not None else None
-        if due is None:
-            return self.cfg.scheduler_tick
-        return max(0.0, min(self.cfg.scheduler_tick, due - time.monotonic()))
 
     # --- one pass (lock held) ----------------------------------------------------------------------------
     def run_pass(self, now: datetime) -> list[Path]:
@@ -143,8 +137,6 @@ class Scheduler:
                 self._reconcile_pool(pool, now, trash)
         self._forget_deleted_jobs(trash)
         self._expire_jobs(now)
-        if self._sim is not None:
-            self._finish_simulated(mono)
         self._dispatch(now)
         if mono - self._last_sweep >= RETENTION_SWEEP_SECONDS:
             self._last_sweep = mono
@@ -318,17 +310,11 @@ class Scheduler:
             environment_settings=list(start_task.get("environmentSettings") or []), max_wall_clock=None,
             retry_count=retry_count, is_dedicated=node.is_dedicated, is_start_task=True,
             extra_path=tuple(self._extra_path))
-        if self._sim is not None:  # scale mode: the start task succeeds at once (lock held; the RLock re-enters)
-            self._record_start_task(pool.key, node.id, token, launch, self._sim.start_task_outcome(launch, now))
-            return
         self._start_workers.submit(self._run_start_task, pool.key, node.id, token, launch, cancel)
 
     def _run_start_task(self, pool_key: str, node_id: str, token: int, launch: TaskLaunch,
                         cancel: threading.Event) -> None:
-        self._record_start_task(pool_key, node_id, token, launch, self._safe_run(launch, cancel))
-
-    def _record_start_task(self, pool_key: str, node_id: str, token: int, launch: TaskLaunch,
-                           outcome: TaskOutcome) -> None:
+        outcome = self._safe_run(launch, cancel)
         with self.s.lock:
             if self._stopping:
                 return
@@ -382,6 +368,8 @@ class Scheduler:
             running = sum(len(n.running) for n in pool.nodes.values())
             active = active_by_pool.get(pool.key, 0)
             dedicated = sum(1 for n in pool.nodes.values() if n.is_dedicated)
+            elapsed = (now - self._last_sample[pool.key]).total_seconds()
+            record_sample(pool, now, self.node_metrics.pool_sample(pool.key, list(pool.nodes), elapsed))
             record_sample(pool, now, {
                 "$ActiveTasks": active, "$RunningTasks": running, "$PendingTasks": active + running,
                 "$SucceededTasks": pool.completions["succeeded"], "$FailedTasks": pool.completions["failed"],
@@ -394,8 +382,7 @@ class Scheduler:
 
     # --- dispatch ----------------------------------------------------------------------------------------
     def _dispatch(self, now: datetime) -> None:
-        # Simulated tries use no process: only node slots bound them.
-        budget = self.cfg.max_running_tasks - self._in_flight if self._sim is None else len(self.s.active)
+        budget = self.cfg.max_running_tasks - self._in_flight
         if budget <= 0 or not self.s.active:
             return
         free: dict[str, list[NodeRecord]] = {}
@@ -495,10 +482,6 @@ class Scheduler:
             max_wall_clock=None if not wall or wall == UNLIMITED_DURATION else parse_duration(wall),
             retry_count=int((task.doc.get("executionInfo") or {}).get("retryCount", 0)),
             is_dedicated=node.is_dedicated, extra_path=tuple(self._extra_path))
-        if self._sim is not None:
-            task.cancel = None  # nothing to kill: a terminate or delete just invalidates the run token
-            self._sim.start(task.ref, token, launch, time.monotonic(), now)
-            return
         self._in_flight += 1
         self._workers.submit(self._run_job_task, task.ref, token, launch, cancel)
 
@@ -518,28 +501,6 @@ class Scheduler:
         outcome = self._safe_run(launch, cancel)
         with self.s.lock:
             self._in_flight -= 1
-            self._record_job_task(ref, token, outcome)
-
-    def _finish_simulated(self, mono: float) -> None:
-        """Scale mode: complete the simulated tries whose time is up (one store transaction for the pass)."""
-        assert self._sim is not None
-        due = self._sim.due(mono)
-        if not due:
-            return
-        with self.s.store.batch():
-            for item in due:
-                task = self.s.task_by_ref(item.ref)
-                if task is None or task.sys.get("run") != item.token:
-                    continue  # terminated, requeued or deleted meanwhile
-                if self._sim.needs_upload(item):  # the uploader thread records the outcome when done
-                    self._sim.upload_then(item, lambda done, outcome: self._record_job_task(done.ref, done.token,
-                                                                                            outcome))
-                else:
-                    self._record_job_task(item.ref, item.token, self._sim.outcome(item))
-
-    def _record_job_task(self, ref: str, token: int, outcome: TaskOutcome) -> None:
-        """A try's outcome: retry, or complete the task (takes the lock; re-entrant)."""
-        with self.s.lock:
             if self._stopping:
                 return
             task = self.s.task_by_ref(ref)

@@ -33,6 +33,8 @@ from azure.storage.blob import (
     StandardBlobTier,
 )
 
+from .node_metrics import record_transfer
+
 CHUNK_BYTES = 4 * 1024 * 1024
 # Storage SDK client options: small single-put/get sizes keep uploads and downloads chunked
 # (the SDK otherwise buffers blobs up to 64 MiB in one request), bounded retries and timeouts.
@@ -250,6 +252,7 @@ def _write_atomically(destination: Path, chunks: Callable[[], Iterable[bytes]], 
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    record_transfer(destination, written, inbound=True)  # the node's $NetworkInBytes
     return written
 
 
@@ -334,4 +337,5 @@ def upload_file(container: ContainerClient, blob_name: str, source: Path, option
         raise TransferFailure("upload_misc", f"HTTP {exc.status_code}" + (f" {code}" if code else "")) from exc
     except AzureError as exc:
         raise TransferFailure("upload_misc", type(exc).__name__) from exc
+    record_transfer(source, size, inbound=False)  # the node's $NetworkOutBytes
     return size

@@ -75,7 +75,8 @@ def test_failed_scheduled_evaluation_shows_in_autoscale_run(batch_emulator_facto
     client = emu.client()
     client.create_pool(pool_options(
         "p", enable_auto_scale=True, auto_scale_evaluation_interval=timedelta(seconds=1),
-        auto_scale_formula="$TargetDedicatedNodes = max($CPUPercent.GetSample(1));"))
+        # An hour of samples at 100 % can never be there on a new pool: every evaluation fails.
+        auto_scale_formula="$TargetDedicatedNodes = max($CPUPercent.GetSample(TimeInterval_Hour, 100));"))
     run = client.get_pool("p").auto_scale_run
     assert run.error is not None and run.error.code
     first = run.timestamp
@@ -86,11 +87,12 @@ def test_failed_scheduled_evaluation_shows_in_autoscale_run(batch_emulator_facto
 
 
 def test_pending_tasks_formula_scales_up_runs_work_and_scales_to_zero(batch_emulator_factory):
+    # Samples show after two periods (0.5 s here), so the formula looks back 2 s and asks for 50 % of it.
     emu = batch_emulator_factory(**FAST)
     client = emu.client()
     formula = """
-        samples = $PendingTasks.GetSamplePercent(1 * TimeInterval_Second);
-        pending = samples < 50 ? 0 : max($PendingTasks.GetSample(1 * TimeInterval_Second));
+        samples = $PendingTasks.GetSamplePercent(2 * TimeInterval_Second);
+        pending = samples < 50 ? 0 : max($PendingTasks.GetSample(2 * TimeInterval_Second, 50));
         $TargetDedicatedNodes = min(3, pending);
         $NodeDeallocationOption = taskcompletion;
     """

@@ -2,12 +2,14 @@
 formula sees from the pool's metric samples, and shape results as the pool's `autoScaleRun`."""
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from .. import errors
 from ..autoscale import AutoScaleError, AutoScaleInputs, AutoScaleOutcome, Formula, compile_formula, evaluate
+from ..config import EmulatorConfig
 from ..timeutil import iso
 from .records import PoolRecord
 
@@ -42,9 +44,17 @@ def record_sample(pool: PoolRecord, now: datetime, values: dict[str, float]) -> 
             del series[: len(series) - MAX_SAMPLES]
 
 
-def inputs_for(pool: PoolRecord, now: datetime, scalars: dict[str, float], sample_period: timedelta) -> AutoScaleInputs:
-    samples = {name: list(series) for name, series in pool.samples.items()}
-    return AutoScaleInputs(now=now, samples=samples, scalars=scalars, sample_period=sample_period)
+def sample_lag(config: EmulatorConfig) -> timedelta:
+    """How long after it is taken a sample becomes visible to formulas (docs: "approximately one minute")."""
+    return config.sample_lag if config.sample_lag is not None else 2 * config.sample_period
+
+
+def inputs_for(pool: PoolRecord, now: datetime, scalars: dict[str, float], config: EmulatorConfig) -> AutoScaleInputs:
+    """What a formula sees at ``now``: the samples taken up to ``now - sample_lag`` (their own timestamps)."""
+    visible_until = now - sample_lag(config)
+    samples = {name: series[:bisect_right(series, visible_until, key=lambda sample: sample[0])]
+               for name, series in pool.samples.items()}
+    return AutoScaleInputs(now=now, samples=samples, scalars=scalars, sample_period=config.sample_period)
 
 
 def run(formula: Formula, inputs: AutoScaleInputs) -> RunResult:

@@ -312,7 +312,7 @@ class PoolService:
             "$UsableNodeCount": float(sum(1 for n in nodes if n.state in ("idle", "running"))),
             "$TaskSlotsPerNode": float(pool.doc.get("taskSlotsPerNode") or 1),
         }
-        return autoscaling.inputs_for(pool, now, scalars, self.s.config.sample_period)
+        return autoscaling.inputs_for(pool, now, scalars, self.s.config)
 
     def _evaluate_and_apply(self, pool: PoolRecord, now: datetime, interval: timedelta) -> None:
         """One scheduled (or enable-time) evaluation: record autoScaleRun, apply targets on success."""
