@@ -13,7 +13,9 @@ import argparse
 import base64
 import binascii
 import dataclasses
+import math
 import os
+import random
 import re
 import stat
 from dataclasses import dataclass, field
@@ -52,6 +54,42 @@ class FaultSettings:
     count: int | None = None          # when set: fail exactly the next `count` matching requests, then stop
 
 
+TASK_EXECUTIONS = ("run", "simulate")
+SIMULATED_OUTPUTS = ("tiny", "none")
+
+
+@dataclass(frozen=True)
+class SimulatedDuration:
+    """How long a simulated task runs: `fixed:SECONDS`, or `lognormal:MEDIAN:SIGMA` (seconds; sigma of the
+    underlying normal, so the p95 is about MEDIAN * e^(1.645 * SIGMA)). A bare number means fixed."""
+
+    kind: str = "lognormal"
+    median: float = 1.0
+    sigma: float = 0.5
+
+    def draw(self, rng: random.Random) -> float:
+        if self.kind == "fixed" or self.sigma == 0:
+            return self.median
+        return self.median * math.exp(rng.gauss(0.0, self.sigma))
+
+    def text(self) -> str:
+        return f"fixed:{self.median:g}" if self.kind == "fixed" else f"lognormal:{self.median:g}:{self.sigma:g}"
+
+    @classmethod
+    def parse(cls, setting: str, raw: str) -> "SimulatedDuration":
+        parts = [p.strip() for p in raw.strip().split(":")]
+        try:
+            if len(parts) == 1:
+                return cls("fixed", float(parts[0]), 0.0)
+            if parts[0].lower() == "fixed" and len(parts) == 2:
+                return cls("fixed", float(parts[1]), 0.0)
+            if parts[0].lower() == "lognormal" and len(parts) == 3:
+                return cls("lognormal", float(parts[1]), float(parts[2]))
+        except ValueError:
+            pass
+        raise ConfigError(setting, f"{raw!r} is not fixed:SECONDS or lognormal:MEDIAN_SECONDS:SIGMA")
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     host: str = "127.0.0.1"
@@ -77,6 +115,17 @@ class EmulatorConfig:
     ffmpeg_on_path: bool = True                # put the pinned ffmpeg on every node's PATH
     scheduler_tick: float = 0.2                # seconds between scheduler passes (also woken on every change)
     log_level: str = "INFO"
+    # Scale mode (README "Scale mode"): "simulate" runs no process, downloads nothing and makes no task
+    # directory; a task holds its node slot for a drawn duration, then completes (outputs: tiny blobs or none).
+    task_execution: str = "run"
+    simulated_duration: SimulatedDuration = field(default_factory=SimulatedDuration)
+    simulated_outputs: str = "tiny"
+    simulated_failure_rate: float = 0.0       # share of simulated tries that exit 1 (retried like a real exit)
+    simulated_seed: int | None = None         # fixed draws for repeatable runs
+
+    @property
+    def simulates(self) -> bool:
+        return self.task_execution == "simulate"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -130,6 +179,16 @@ def validate(cfg: EmulatorConfig) -> None:
         raise ConfigError("scheduler_tick", "must be positive")
     if cfg.clock_skew <= timedelta(0):
         raise ConfigError("clock_skew", "must be positive")
+    if cfg.task_execution not in TASK_EXECUTIONS:
+        raise ConfigError("task_execution", f"{cfg.task_execution!r} is not one of {', '.join(TASK_EXECUTIONS)}")
+    d = cfg.simulated_duration
+    if d.kind not in ("fixed", "lognormal") or not (0 <= d.median < 86400) or not (0 <= d.sigma <= 5):
+        raise ConfigError("simulated_duration", "needs 0 <= seconds < 86400 and 0 <= sigma <= 5")
+    if cfg.simulated_outputs not in SIMULATED_OUTPUTS:
+        raise ConfigError("simulated_outputs", f"{cfg.simulated_outputs!r} is not one of "
+                                               f"{', '.join(SIMULATED_OUTPUTS)}")
+    if not (0.0 <= cfg.simulated_failure_rate <= 1.0):
+        raise ConfigError("simulated_failure_rate", f"{cfg.simulated_failure_rate} is not a share in [0, 1]")
 
 
 # --- parsing -------------------------------------------------------------------------------------------------
@@ -193,6 +252,11 @@ _SCALARS: dict[str, Any] = {
     "scheduler_tick": _parse_seconds,
     "resource_poll": _parse_seconds,
     "log_level": str,
+    "task_execution": lambda name, raw: raw.strip().lower(),
+    "simulated_duration": SimulatedDuration.parse,
+    "simulated_outputs": lambda name, raw: raw.strip().lower(),
+    "simulated_failure_rate": _parse_seconds,
+    "simulated_seed": _parse_int,
 }
 _DURATIONS = ("autoscale_min_interval", "sample_period", "sample_lag", "enable_autoscale_min_gap", "clock_skew")
 _FAULTS = {"fault_rate": ("rate", _parse_seconds), "fault_status": ("status", _parse_int),
@@ -279,6 +343,11 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--fault-count", help="fail exactly the next N matching requests")
     add("--fault-operations", help="comma-separated operation names to throttle (default all)")
     add("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    add("--task-execution", help="run (processes, default) or simulate (scale mode: no process per task)")
+    add("--simulated-duration", help="scale mode: fixed:SECONDS or lognormal:MEDIAN:SIGMA (default lognormal:1:0.5)")
+    add("--simulated-outputs", help="scale mode: tiny (a few bytes per output file, default) or none")
+    add("--simulated-failure-rate", help="scale mode: share of tries that exit 1 (default 0)")
+    add("--simulated-seed", help="scale mode: seed for the draws (default: random)")
     return p
 
 

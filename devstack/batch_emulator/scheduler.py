@@ -36,6 +36,7 @@ from .backend.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 from .executor import StorageAccess, TaskLaunch, TaskOutcome, run_task, set_aside, task_directory
 from .meter import Meter
 from .node_metrics import NodeMetrics
+from .simulation import Simulation
 from .timeutil import UNLIMITED_DURATION, iso, parse_duration, parse_iso, utcnow
 
 log = logging.getLogger("devstack.batch_emulator.scheduler")
@@ -62,6 +63,8 @@ class Scheduler:
         # is already shown as running.
         self._workers = ThreadPoolExecutor(max_workers=self.cfg.max_running_tasks, thread_name_prefix="batch-task")
         self._start_workers = ThreadPoolExecutor(max_workers=START_TASK_WORKERS, thread_name_prefix="batch-start")
+        # Scale mode: tries are timed here instead of run as processes (simulation.py).
+        self._sim = Simulation(self.cfg, self._storage) if self.cfg.simulates else None
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._stopping = False
         self._in_flight = 0               # job-task processes currently running (host-wide budget)
@@ -105,6 +108,8 @@ class Scheduler:
             self._thread.join(timeout=10)
         self._workers.shutdown(wait=True, cancel_futures=True)
         self._start_workers.shutdown(wait=True, cancel_futures=True)
+        if self._sim is not None:
+            self._sim.close()
 
     def _loop(self) -> None:
         while True:
@@ -116,10 +121,17 @@ class Scheduler:
                     trash = self.run_pass(utcnow())
                 except Exception:  # keep scheduling even if one pass hits a bug; it is logged with its stack
                     log.exception("scheduler pass failed")
-                self.s.changed.wait(timeout=self.cfg.scheduler_tick)
+                self.s.changed.wait(timeout=self._wait_seconds())
             for path in trash:
                 shutil.rmtree(path, ignore_errors=True)
             time.sleep(MIN_PASS_GAP)
+
+    def _wait_seconds(self) -> float:
+        """Until the next pass: the tick, or sooner when a simulated try ends before it."""
+        due = self._sim.next_at() if self._sim is not None else None
+        if due is None:
+            return self.cfg.scheduler_tick
+        return max(0.0, min(self.cfg.scheduler_tick, due - time.monotonic()))
 
     # --- one pass (lock held) ----------------------------------------------------------------------------
     def run_pass(self, now: datetime) -> list[Path]:
@@ -137,6 +149,8 @@ class Scheduler:
                 self._reconcile_pool(pool, now, trash)
         self._forget_deleted_jobs(trash)
         self._expire_jobs(now)
+        if self._sim is not None:
+            self._finish_simulated(mono)
         self._dispatch(now)
         if mono - self._last_sweep >= RETENTION_SWEEP_SECONDS:
             self._last_sweep = mono
@@ -310,11 +324,17 @@ class Scheduler:
             environment_settings=list(start_task.get("environmentSettings") or []), max_wall_clock=None,
             retry_count=retry_count, is_dedicated=node.is_dedicated, is_start_task=True,
             extra_path=tuple(self._extra_path))
+        if self._sim is not None:  # scale mode: the start task succeeds at once (lock held; the RLock re-enters)
+            self._record_start_task(pool.key, node.id, token, launch, self._sim.start_task_outcome(launch, now))
+            return
         self._start_workers.submit(self._run_start_task, pool.key, node.id, token, launch, cancel)
 
     def _run_start_task(self, pool_key: str, node_id: str, token: int, launch: TaskLaunch,
                         cancel: threading.Event) -> None:
-        outcome = self._safe_run(launch, cancel)
+        self._record_start_task(pool_key, node_id, token, launch, self._safe_run(launch, cancel))
+
+    def _record_start_task(self, pool_key: str, node_id: str, token: int, launch: TaskLaunch,
+                           outcome: TaskOutcome) -> None:
         with self.s.lock:
             if self._stopping:
                 return
@@ -382,7 +402,8 @@ class Scheduler:
 
     # --- dispatch ----------------------------------------------------------------------------------------
     def _dispatch(self, now: datetime) -> None:
-        budget = self.cfg.max_running_tasks - self._in_flight
+        # Simulated tries use no process: only node slots bound them.
+        budget = self.cfg.max_running_tasks - self._in_flight if self._sim is None else len(self.s.active)
         if budget <= 0 or not self.s.active:
             return
         free: dict[str, list[NodeRecord]] = {}
@@ -482,6 +503,10 @@ class Scheduler:
             max_wall_clock=None if not wall or wall == UNLIMITED_DURATION else parse_duration(wall),
             retry_count=int((task.doc.get("executionInfo") or {}).get("retryCount", 0)),
             is_dedicated=node.is_dedicated, extra_path=tuple(self._extra_path))
+        if self._sim is not None:
+            task.cancel = None  # nothing to kill: a terminate or delete just invalidates the run token
+            self._sim.start(task.ref, token, launch, time.monotonic(), now)
+            return
         self._in_flight += 1
         self._workers.submit(self._run_job_task, task.ref, token, launch, cancel)
 
@@ -501,6 +526,28 @@ class Scheduler:
         outcome = self._safe_run(launch, cancel)
         with self.s.lock:
             self._in_flight -= 1
+            self._record_job_task(ref, token, outcome)
+
+    def _finish_simulated(self, mono: float) -> None:
+        """Scale mode: complete the simulated tries whose time is up (one store transaction for the pass)."""
+        assert self._sim is not None
+        due = self._sim.due(mono)
+        if not due:
+            return
+        with self.s.store.batch():
+            for item in due:
+                task = self.s.task_by_ref(item.ref)
+                if task is None or task.sys.get("run") != item.token:
+                    continue  # terminated, requeued or deleted meanwhile
+                if self._sim.needs_upload(item):  # the uploader thread records the outcome when done
+                    self._sim.upload_then(item, lambda done, outcome: self._record_job_task(done.ref, done.token,
+                                                                                            outcome))
+                else:
+                    self._record_job_task(item.ref, item.token, self._sim.outcome(item))
+
+    def _record_job_task(self, ref: str, token: int, outcome: TaskOutcome) -> None:
+        """A try's outcome: retry, or complete the task (takes the lock; re-entrant)."""
+        with self.s.lock:
             if self._stopping:
                 return
             task = self.s.task_by_ref(ref)
