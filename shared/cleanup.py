@@ -52,8 +52,10 @@ class CompletedTaskCleanup:
         self._reconciler = reconciler
         self._clock = clock
 
-    def run(self, *, retention: timedelta, limit: int = 500) -> HygieneResult:
-        """Delete up to `limit` tasks completed more than `retention` ago whose row is final."""
+    def run(self, *, retention: timedelta, limit: int = 500,
+            time_left: Callable[[], float] = lambda: 1.0) -> HygieneResult:
+        """Delete up to `limit` tasks completed more than `retention` ago whose row is final; no new delete
+        starts once `time_left()` is not positive (the rest waits for the next run)."""
         result = HygieneResult()
         candidates = self._tasks.list_completed_before(self._clock() - retention, limit)
         result.candidates = len(candidates)
@@ -71,7 +73,8 @@ class CompletedTaskCleanup:
             result.repaired = repair.updated + repair.adopted
             result.kept = len(behind)
         with ThreadPoolExecutor(max_workers=_DELETE_WORKERS) as pool:
-            result.deleted = sum(1 for ok in pool.map(self._delete, final) if ok)
+            result.deleted = sum(1 for ok in pool.map(lambda task: time_left() > 0 and self._delete(task), final)
+                                 if ok)
         event(_log, logging.INFO, "reconcile.cleaned", candidates=result.candidates, deleted=result.deleted,
               repaired=result.repaired, kept=result.kept)
         return result

@@ -19,7 +19,7 @@ from functools import cached_property
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from . import pool_spec
 from .access import Containers, NodeAccess, PoolIdentityAccess, SasAccess
@@ -31,6 +31,7 @@ from .failure_logs import BlobFailureLog
 from .ledger import Ledger
 from .liveness import LivenessAudit
 from .newest_wins import NewestWins
+from .publish import EventGridSink, EventPublisher, QueueSink, Sink
 from .log import event, get_logger
 from .reconcile import Reconciler
 from .recovery import PendingUploads, Resubmitter
@@ -40,6 +41,7 @@ from .status import StatusStore
 from .submit import Submitter, limits_from
 from .sweep import Sweeper
 from .tick import TimerService
+from .trigger import version_metadata
 
 _log = get_logger("runtime")
 
@@ -103,14 +105,39 @@ def build_service(settings: Settings, client_options: Mapping[str, Any] | None =
                                                       settings.node_priority),
         autoscale_interval=timedelta(minutes=settings.autoscale_interval_minutes),
     )
-    ledger = Ledger(clients.ledger_table, settings.job_id)
+    # Completion events on: rows going final bring their outbox marker (shared/publish.py).
+    ledger = Ledger(clients.ledger_table, settings.job_id,
+                    outbox=clients.events_queue is not None or clients.events_topic is not None)
     submitter = Submitter(
         batch=batch, ledger=ledger, access=access, job_id=settings.job_id,
         limits=limits_from(settings.mp3_quality, settings.task_max_retries, settings.task_max_wall_clock_minutes),
         input_exists=lambda container, name: clients.blob_service.get_blob_client(container, name).exists(),
         max_input_bytes=settings.max_input_bytes,
+        read_metadata=lambda blob: version_metadata(clients.blob_service.get_blob_client(blob.container, blob.name),
+                                                    blob.etag or ""),
     )
     return Service(settings, clients, batch, ledger, access, submitter)
+
+
+def build_publisher(service: Service, clock: Callable[[], datetime] = utc_now) -> EventPublisher | None:
+    """The completion events' publisher on the configured sinks (EVENTS_SINK), or None when events are off."""
+    clients, app = service.clients, service.settings
+    sinks: list[Sink] = []
+    if clients.events_queue is not None:
+        sinks.append(QueueSink(clients.events_queue))
+    if clients.events_topic is not None:
+        sinks.append(EventGridSink(clients.events_topic))
+    if not sinks:
+        return None
+
+    def output_size(name: str) -> int | None:
+        try:
+            return clients.blob_service.get_blob_client(app.output_container, name).get_blob_properties().size
+        except ResourceNotFoundError:
+            return None
+
+    return EventPublisher(ledger=service.ledger, sinks=sinks, source=app.events.source,
+                          output_container=app.output_container, output_size=output_size, clock=clock)
 
 
 def build_timer_service(service: Service, settings: TimerSettings, *, clock: Callable[[], datetime] = utc_now,
@@ -124,7 +151,8 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
         clock=clock)
     cleanup = CompletedTaskCleanup(tasks=service.batch, ledger=service.ledger, reconciler=reconciler, clock=clock)
     sweeper = Sweeper(blob_service=clients.blob_service, input_container=app.input_container, ledger=service.ledger,
-                      submit=service.submitter.handle, clock=clock, min_age=settings.sweep_min_age)
+                      submit=service.submitter.handle, clock=clock, min_age=settings.sweep_min_age,
+                      page_size=settings.sweep_page_size, pages_per_tick=settings.sweep_pages_per_tick)
     policy = ScalingPolicy(max_nodes=app.max_nodes, idle_grace=settings.idle_grace,
                            autoscale_handback=settings.autoscale_handback)
     resubmitter = Resubmitter(ledger=service.ledger, submitter=service.submitter, blob_service=clients.blob_service,
@@ -139,7 +167,8 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
                         sweeper=sweeper, job=service.batch, resubmitter=resubmitter, pending=service.pending, audit=audit,
                         newest=newest,
                         pool_id=app.pool_id, job_id=app.job_id,
-                        ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep)
+                        ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep,
+                        events=build_publisher(service, clock))
 
 
 _lock = threading.RLock()

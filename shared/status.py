@@ -25,7 +25,7 @@ from .pool_scaler import ScalingOutcome, describe
 from .reconcile import ReconcileResult
 from .recovery import PendingResult
 from .scaling import ScalingMemory
-from .sweep import SweepResult
+from .sweep import SweepPosition, SweepResult
 
 _log = get_logger("status")
 
@@ -68,14 +68,23 @@ class StatusRecord:
     LastAutoscaleEnable: datetime | None = None
     ReplacementWindowStart: datetime | None = None
     ReplacementsInWindow: int = 0
-    LastSweepAt: datetime | None = None
-    SweepWatermark: datetime | None = None
+    LastSweepAt: datetime | None = None      # when the last complete sweep pass ended
+    SweepWatermark: datetime | None = None   # that pass's cutoff: older blobs were looked at
+    SweepMarker: str | None = None           # the pass in progress resumes at this List Blobs marker
+    SweepPassCutoff: datetime | None = None  # the pass in progress: its start minus SWEEP_MIN_AGE_SECONDS
+    Deferred: str | None = None              # maintenance the last tick left for the next (out of time)
+    LastCleanupAt: datetime | None = None    # completed-task cleanup runs every SWEEP_INTERVAL_SECONDS
     JobState: str | None = None          # the standing job as Batch reported it ("missing": no job)
     JobHealing: str | None = None        # the last thing the tick did about the job, if anything
     PendingSince: datetime | None = None  # set by a trigger that failed: markers wait in `~pending`
     AuditCursor: str | None = None       # where the liveness audit resumes
     LastChangeAt: datetime | None = None
     LastTickAt: datetime | None = None
+
+    @property
+    def sweep_position(self) -> SweepPosition:
+        return SweepPosition(marker=self.SweepMarker, pass_cutoff=self.SweepPassCutoff,
+                             covered_before=self.SweepWatermark)
 
     @property
     def memory(self) -> ScalingMemory:
@@ -218,8 +227,11 @@ def after_tick(old: StatusRecord, *, errors: list[str], reconcile: ReconcileResu
                         NodesLeaving=sum(n.state == "leavingpool" for n in nodes))
             if errors:
                 event(_log, logging.WARNING, "pool.errors", pool_id=pool_id, errors="; ".join(errors))
-    if sweep is not None and sweep.cutoff is not None:
-        r = replace(r, LastSweepAt=now, SweepWatermark=sweep.cutoff)
+    if sweep is not None:
+        p = sweep.position
+        r = replace(r, SweepMarker=p.marker, SweepPassCutoff=p.pass_cutoff, SweepWatermark=p.covered_before)
+        if sweep.pass_completed:
+            r = replace(r, LastSweepAt=now)
     return r
 
 

@@ -1,17 +1,24 @@
 """The timer tick: a short list of phases, each isolated from the others' failures.
 
-1. status_load   the status row (scaling memory, maintenance cadence, audit cursor)
+1. status_load   the status row (scaling memory, maintenance cadence, sweep and audit positions)
 2. job           the standing job's state; a completed job is deleted so the next task recreates it
-3. reconcile     changed tasks -> ledger rows
-4. maintenance   when due: output containers, missed-upload sweep, completed-task cleanup
-5. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
+3. reconcile     changed tasks -> ledger rows (its cost follows the change rate, not history)
+4. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
                  failed (shared/recovery.py) - before the counts, so this tick's scaling sees them
-6. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
-7. scaling       rounds of read pool -> decide -> act
+5. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
+6. scaling       rounds of read pool -> decide -> act
+7. maintenance   within what is left of TICK_BUDGET_SECONDS: output containers, a few pages of the
+                 missed-upload sweep pass (resumed from the status row), completed-task cleanup when due
 8. audit         one bounded page of unfinished rows checked against Batch (shared/liveness.py)
    newest        files that succeeded this tick: the MP3 left must be the newest upload's, else the newest
                  version runs again (shared/newest_wins.py)
+   events        completion events: one page of the ledger's outbox published to the sinks (shared/publish.py)
 9. status_save   the status row, assembled from what this tick saw
+
+Bounded: every phase before scaling is sized by the work that changed since the last tick, never by the
+container, the ledger or the job's age; maintenance and the audit come after scaling, read a bounded
+number of pages or items, and start nothing new once the tick budget is spent - what is left is recorded
+(`Deferred` in the status row) and resumes from saved positions on the next tick.
 
 A failing phase is logged and recorded in the status row but does not stop the later ones - above
 all, a ledger outage never stops the pool from waking or parking. The entry point raises `TickFailed`
@@ -29,7 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +49,7 @@ from .liveness import AuditResult, LivenessAudit
 from .newest_wins import NewestResult, NewestWins
 from .log import event, get_logger
 from .pool_scaler import BatchPoolControl, ScalingOutcome, scale_pool
+from .publish import EventPublisher, PublishResult
 from .reconcile import ReconcileResult, Reconciler
 from .recovery import PendingResult, PendingUploads, Redo, Resubmitter
 from .scaling import ScalingPolicy, WorkSnapshot
@@ -70,7 +78,9 @@ class TickReport:
     pending: PendingResult | None = None
     audit: AuditResult | None = None
     newest: NewestResult | None = None
+    events: PublishResult | None = None
     status_written: bool = False
+    deferred: list[str] = field(default_factory=list)   # maintenance left for the next tick (budget spent)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -95,6 +105,7 @@ class TimerService:
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    events: EventPublisher | None = None      # completion events (None: EVENTS_SINK=none)
 
     def tick(self) -> TickReport:
         if not self._lock.acquire(blocking=False):
@@ -112,10 +123,13 @@ class TimerService:
 
         loaded = _guard(report, "status_load", self.status.load) or LoadedStatus(StatusRecord(), None)
         record = loaded.record
+        deadline = started + self.settings.tick_budget.total_seconds()
+
+        def time_left() -> float:
+            return deadline - time.monotonic()
+
         report.job = _guard(report, "job", lambda: check_job(self.job))
         report.reconcile = _guard(report, "reconcile", self.reconciler.run)
-        if _due(record.LastSweepAt, now, self.settings.sweep_interval):
-            self._maintenance(report, record)
         # Before the counts: tasks added again here are seen by this tick's scaling (woken in the same tick).
         if report.reconcile is not None and report.reconcile.to_resubmit:
             _guard(report, "recovery", lambda: self._resubmit_failed(report))
@@ -129,16 +143,26 @@ class TimerService:
             report.scaling = _guard(report, "scaling", lambda: scale_pool(
                 control, work, record.memory, self.policy, self.clock, self.sleep))
 
-        report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
+        # After scaling: maintenance never delays a wake or a park, and stops at the budget.
+        self._maintenance(report, record, now, time_left)
+        if time_left() > 0:
+            report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
+        else:
+            report.deferred.append("audit")
         succeeded = (report.reconcile.succeeded if report.reconcile else []) + \
             (report.audit.succeeded if report.audit else [])
         if succeeded:
             report.newest = _guard(report, "newest", lambda: self.newest.run(succeeded))
+        if self.events is not None:
+            # Last before the status row: rows this tick made final are published in the same tick.
+            report.events = _guard(report, "events", self.events.run)
 
         new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
                                 scaling=report.scaling, sweep=report.sweep, nodes=control.nodes,
                                 pool_id=self.pool_id, job_id=self.job_id, now=now)
         new_record = with_healing(new_record, job=report.job, pending=report.pending, audit=report.audit, now=now)
+        new_record = replace(new_record, Deferred=",".join(report.deferred) or None,
+                             LastCleanupAt=now if report.hygiene is not None else record.LastCleanupAt)
         increments = Increments(report.reconcile.newly_succeeded, report.reconcile.newly_failed) \
             if report.reconcile else Increments()
         report.status_written = bool(_guard(report, "status_save",
@@ -157,11 +181,27 @@ class TimerService:
                     is Redo.RESUBMITTED:
                 report.resubmitted += 1
 
-    def _maintenance(self, report: TickReport, record: StatusRecord) -> None:
+    def _maintenance(self, report: TickReport, record: StatusRecord, now: datetime,
+                     time_left: Callable[[], float]) -> None:
+        position = record.sweep_position
+        sweep_due = position.in_pass or _due(record.LastSweepAt, now, self.settings.sweep_interval)
+        cleanup_due = _due(record.LastCleanupAt, now, self.settings.sweep_interval)
+        if not (sweep_due or cleanup_due):
+            return
+        if time_left() <= 0:
+            report.deferred.extend(name for name, due in (("sweep", sweep_due), ("cleanup", cleanup_due)) if due)
+            return
         _guard(report, "containers", self.ensure_containers)
-        report.sweep = _guard(report, "sweep", lambda: self.sweeper.run(record.SweepWatermark))
-        report.hygiene = _guard(report, "cleanup", lambda: self.cleanup.run(
-            retention=self.settings.completed_task_retention))
+        if sweep_due:
+            report.sweep = _guard(report, "sweep", lambda: self.sweeper.run(position, time_left=time_left))
+            if report.sweep is not None and report.sweep.error:
+                _record_error(report, "sweep", report.sweep.error)
+        if cleanup_due:
+            if time_left() > 0:
+                report.hygiene = _guard(report, "cleanup", lambda: self.cleanup.run(
+                    retention=self.settings.completed_task_retention, time_left=time_left))
+            else:
+                report.deferred.append("cleanup")
 
     @staticmethod
     def _log(report: TickReport, record: StatusRecord) -> None:
@@ -172,7 +212,8 @@ class TimerService:
               running=report.counts.running if report.counts else None,
               decision=record.LastDecision,
               actions=record.LastActions if report.scaling and report.scaling.executed else None,
-              status_written=report.status_written, errors="; ".join(report.errors) or None)
+              status_written=report.status_written, deferred=",".join(report.deferred) or None,
+              errors="; ".join(report.errors) or None)
 
 
 def run_tick(service: TimerService, timer: Any) -> TickReport:
@@ -201,7 +242,11 @@ def _guard(report: TickReport, phase: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except Exception as exc:  # noqa: BLE001 - one failing phase must not stop the others
-        text = f"{phase}: {type(exc).__name__}: {exc}"
-        report.errors.append(text[:500])
-        event(_log, logging.ERROR, "timer.phase_failed", phase=phase, error=text[:500])
+        _record_error(report, phase, f"{type(exc).__name__}: {exc}")
         return None
+
+
+def _record_error(report: TickReport, phase: str, error: str) -> None:
+    text = f"{phase}: {error}"[:500]
+    report.errors.append(text)
+    event(_log, logging.ERROR, "timer.phase_failed", phase=phase, error=text)

@@ -2,6 +2,7 @@
 maintenance cadence, the in-process overlap guard, TickFailed."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from shared.reconcile import ReconcileResult
 from shared.recovery import PendingResult
 from shared.scaling import Allocation, PoolSnapshot, ScalingPolicy
 from shared.status import LoadedStatus, StatusRecord
-from shared.sweep import SweepResult
+from shared.sweep import SweepPosition, SweepResult
 from shared.handlers import on_timer
 from shared.runtime import set_timer_service
 from shared.tick import TickFailed, TimerService
@@ -26,7 +27,8 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 SETTINGS = TimerSettings(idle_grace=timedelta(seconds=120), autoscale_handback=timedelta(seconds=300),
                          reconcile_overlap=timedelta(seconds=60), sweep_interval=timedelta(minutes=10),
                          sweep_min_age=timedelta(minutes=5), completed_task_retention=timedelta(hours=1),
-                         status_heartbeat=timedelta(minutes=5))
+                         status_heartbeat=timedelta(minutes=5), sweep_page_size=5000, sweep_pages_per_tick=2,
+                         tick_budget=timedelta(seconds=120))
 
 
 @dataclass
@@ -79,7 +81,7 @@ class FakeReconciler:
 class FakeCleanup:
     cleaned: int = 0
 
-    def run(self, *, retention):
+    def run(self, *, retention, time_left=lambda: 1.0):
         self.cleaned += 1
         return HygieneResult()
 
@@ -102,9 +104,9 @@ class FakeStatus:
 class FakeSweeper:
     runs: list = field(default_factory=list)
 
-    def run(self, since):
-        self.runs.append(since)
-        return SweepResult(cutoff=T0 - timedelta(minutes=5))
+    def run(self, position, *, time_left=lambda: 1.0):
+        self.runs.append(position)
+        return SweepResult(pass_completed=True, position=SweepPosition(covered_before=T0 - timedelta(minutes=5)))
 
 
 @dataclass
@@ -130,12 +132,13 @@ class FakeAudit:
         return AuditResult(cursor="next")
 
 
-def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0, cleanup=None) -> TimerService:
-    return TimerService(settings=SETTINGS, policy=ScalingPolicy(max_nodes=4, idle_grace=SETTINGS.idle_grace,
+def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0, cleanup=None,
+            settings=SETTINGS, audit=None) -> TimerService:
+    return TimerService(settings=settings, policy=ScalingPolicy(max_nodes=4, idle_grace=SETTINGS.idle_grace,
                                                                 autoscale_handback=SETTINGS.autoscale_handback),
                         monitor=monitor or FakeMonitor(), reconciler=reconciler or FakeReconciler(),
                         cleanup=cleanup or FakeCleanup(), job=FakeJob(), resubmitter=None, pending=FakePending(),
-                        audit=FakeAudit(), newest=None, status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
+                        audit=audit or FakeAudit(), newest=None, status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
                         job_id="job", ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
 
 
@@ -170,7 +173,63 @@ def test_maintenance_runs_on_its_cadence_and_records_the_sweep():
     service(cleanup=cleanup, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=9)).tick()
     assert len(sweeper.runs) == 1
     service(cleanup=cleanup, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=10)).tick()
-    assert sweeper.runs == [None, T0 - timedelta(minutes=5)]
+    assert sweeper.runs == [SweepPosition(), SweepPosition(covered_before=T0 - timedelta(minutes=5))]
+
+
+def test_maintenance_runs_after_scaling():
+    order = []
+    monitor = FakeMonitor(counts=TaskCounts(active=2, running=0, completed=0, succeeded=0, failed=0))
+
+    class OrderedSweeper(FakeSweeper):
+        def run(self, position, *, time_left=lambda: 1.0):
+            order.append(("sweep", list(monitor.calls)))
+            return super().run(position)
+
+    service(monitor, sweeper=OrderedSweeper()).tick()
+    assert order == [("sweep", ["disable_autoscale", "resize(2)"])]
+
+
+def test_a_spent_budget_defers_maintenance_and_the_audit_but_not_scaling():
+    monitor = FakeMonitor(counts=TaskCounts(active=1, running=0, completed=0, succeeded=0, failed=0))
+    status, sweeper, cleanup, audit = FakeStatus(), FakeSweeper(), FakeCleanup(), FakeAudit()
+    spent = dataclasses.replace(SETTINGS, tick_budget=timedelta(0))
+    report = service(monitor, status=status, sweeper=sweeper, cleanup=cleanup, settings=spent, audit=audit).tick()
+    assert monitor.calls == ["disable_autoscale", "resize(1)"]
+    assert sweeper.runs == [] and cleanup.cleaned == 0 and audit.cursors == []
+    assert report.deferred == ["sweep", "cleanup", "audit"] and status.record.Deferred == "sweep,cleanup,audit"
+    assert report.errors == []
+    # The next tick with time to spare does the deferred work.
+    service(monitor, status=status, sweeper=sweeper, cleanup=cleanup, audit=audit,
+            now=T0 + timedelta(minutes=1)).tick()
+    assert len(sweeper.runs) == 1 and cleanup.cleaned == 1 and status.record.Deferred is None
+
+
+def test_a_sweep_pass_in_progress_resumes_on_the_next_tick_from_its_marker():
+    in_pass = SweepPosition(marker="page-3", pass_cutoff=T0 - timedelta(minutes=5))
+
+    class PagingSweeper(FakeSweeper):
+        def run(self, position, *, time_left=lambda: 1.0):
+            self.runs.append(position)
+            return SweepResult(pages=2, position=in_pass)
+
+    status, sweeper = FakeStatus(), PagingSweeper()
+    service(status=status, sweeper=sweeper).tick()
+    assert status.record.SweepMarker == "page-3" and status.record.LastSweepAt is None
+    service(status=status, sweeper=sweeper, now=T0 + timedelta(minutes=1)).tick()  # well before the interval
+    assert sweeper.runs == [SweepPosition(), in_pass]
+
+
+def test_a_failed_sweep_page_is_an_error_of_the_tick_and_keeps_the_position():
+    stuck = SweepPosition(marker="page-1", pass_cutoff=T0)
+
+    class FailingSweeper(FakeSweeper):
+        def run(self, position, *, time_left=lambda: 1.0):
+            return SweepResult(position=stuck, error="RuntimeError: Batch unavailable")
+
+    status = FakeStatus()
+    report = service(status=status, sweeper=FailingSweeper()).tick()
+    assert report.errors == ["sweep: RuntimeError: Batch unavailable"]
+    assert status.record.SweepMarker == "page-1"
 
 
 def test_status_shows_the_pool_after_the_actions_and_the_decision():

@@ -39,6 +39,7 @@ from devstack.ffmpeg import ffmpeg_exe
 from shared import naming, pool_spec, runtime
 from shared.runtime import Service, build_service
 from shared.settings import Settings
+from shared.sweep import SweepPosition
 from shared.submit import Submitter
 from shared.task_spec import OUTPUT_FILE, TaskLimits
 from shared.runtime import build_timer_service
@@ -534,7 +535,8 @@ def test_a_sweep_over_every_odd_name_finds_nothing_missed(run):
         if any(unicodedata.category(ch) == "Cc" for ch in case.name):
             run.blobs.get_blob_client(run.settings.input_container, case.name).delete_blob()
     timer = build_timer_service(run.service, TimerSettings.from_env({"SWEEP_MIN_AGE_SECONDS": "0"}))
-    result = timer.sweeper.run(None)
+    result = timer.sweeper.run(SweepPosition())
+    assert result.pass_completed
     assert result.blobs_listed >= len(MEDIA) + len(NAMES)
     assert (result.missing, result.submitted) == (0, 0), result
 
