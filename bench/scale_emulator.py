@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,7 @@ from pathlib import Path
 from azure.batch import BatchClient, models as m
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.rest import HttpRequest
 
 from devstack.batch_emulator.config import EmulatorConfig, from_mapping
 from devstack.batch_emulator.server import EmulatorServer
@@ -65,6 +67,14 @@ def app_shaped_task(task_id: str) -> m.BatchTaskCreateOptions:
                                            retention_time=timedelta(minutes=1)))
 
 
+class _Figures(dict):
+    """Prints each figure as it is measured (a long run that fails late keeps what it measured)."""
+
+    def __setitem__(self, name: str, value) -> None:
+        super().__setitem__(name, value)
+        print(f"  {name}: {value}", file=sys.stderr, flush=True)
+
+
 def _p50(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 2)
 
@@ -83,7 +93,7 @@ def profile(tasks: int, data_dir: Path | None, simulate: bool) -> dict:
     if simulate:
         settings.update(task_execution="simulate", simulated_duration="fixed:0", simulated_outputs="none")
     cfg = from_mapping(settings, EmulatorConfig(data_dir=data_dir, max_nodes_per_pool=16))
-    figures: dict = {"tasks": tasks, "store": "memory" if data_dir is None else "sqlite", "simulate": simulate}
+    figures: dict = _Figures({"tasks": tasks, "store": "memory" if data_dir is None else "sqlite", "simulate": simulate})
     with EmulatorServer(cfg) as server:
         client = BatchClient(server.url, AzureNamedKeyCredential(cfg.account_name, cfg.account_key))
         pool_id = "no-such-pool"
@@ -130,7 +140,9 @@ def profile(tasks: int, data_dir: Path | None, simulate: bool) -> dict:
                 server.scheduler.run_pass(utcnow())
         figures["scheduler_pass_p50_ms"] = _p50(_timed(one_pass, 20))
         started = time.perf_counter()
-        client.delete_job("scale-job")
+        # one DELETE (202), as shared/batch.py sends it (begin_delete_job would poll)
+        deleted = client.send_request(HttpRequest("DELETE", "/jobs/scale-job", params={"api-version": "2025-06-01"}))
+        assert deleted.status_code == 202, deleted.status_code
         while True:
             try:
                 client.get_job("scale-job")

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlencode
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import LarkError, VisitError
 
 from . import errors
@@ -316,6 +316,41 @@ def _compile_cached(text: str, table_id: int) -> Predicate:
 _TABLES: dict[int, Mapping[str, FilterProperty]] = {}
 for _t in (TASK_FILTERS, JOB_FILTERS, POOL_FILTERS, NODE_FILTERS, NODE_COUNT_FILTERS):
     _TABLES[id(_t)] = _t
+
+
+@functools.lru_cache(maxsize=256)
+def lower_bound(text: str | None, path: str) -> datetime | None:
+    """The DateTime that `path ge|gt DateTime'...'` in the filter's top-level conjunction requires (the largest,
+    if several), else None. Lets a list read an index of `path` for its candidates; the compiled filter still
+    decides, so None (no such conjunct, or an `or` above it) only means "no shortcut". Call after
+    compile_filter (which rejects invalid filters)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        tree = _PARSER.parse(text)
+    except LarkError:
+        return None
+    wanted = path.lower()
+    bound: datetime | None = None
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data == "and_" or (node.data == "or_" and len(node.children) == 1):
+            pending.extend(node.children)
+        elif node.data == "comparison":
+            name, op, literal = node.children
+            names = "/".join(str(t) for t in name.children).lower()
+            if names == wanted and str(op).lower() in ("ge", "gt") and isinstance(literal, Tree) \
+                    and literal.data == "datetime":
+                raw = str(literal.children[0])
+                try:
+                    moment = parse_iso(raw[raw.index("'") + 1:-1])
+                except ValueError:
+                    continue
+                bound = moment if bound is None or moment > bound else bound
+    return bound
 
 
 def compile_filter(text: str | None, properties: Mapping[str, FilterProperty]) -> Predicate | None:

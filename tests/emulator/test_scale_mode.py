@@ -1,7 +1,7 @@
 """Scale mode (BATCH_EMULATOR_TASK_EXECUTION=simulate): tries are timed, not run; the service around them is the same."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.batch import models as m
@@ -133,3 +133,63 @@ def test_simulated_running_tasks_are_requeued_by_a_restart(batch_emulator_factor
     client = emu.client()
     task = wait_task_completed(client, "j", "t", timeout=15)
     assert task.execution_info.requeue_count == 1 and task.execution_info.result == m.BatchTaskExecutionResult.SUCCESS
+
+
+def test_indexed_listing_paging_and_counts_match_the_tasks(batch_emulator_factory) -> None:
+    """Lists answered from the job's indexes (creation order, change times, counters) give exactly what a scan of
+    every task gives, across pages, deletes, terminations and a restart."""
+    import time as _time
+
+    from devstack.batch_emulator.timeutil import iso
+
+    emu = batch_emulator_factory()
+    client = emu.client()
+    client.create_job(job_options("j", "no-pool"))  # no pool: tasks stay active unless terminated
+    client.create_tasks("j", [shell_task(f"t{i:03d}", "true") for i in range(120)])
+    _time.sleep(0.05)
+    middle = datetime.now(timezone.utc)
+    _time.sleep(0.05)
+    for i in range(0, 120, 7):
+        client.terminate_task("j", f"t{i:03d}")
+    for i in range(3, 120, 11):
+        client.delete_task("j", f"t{i:03d}")
+    client.create_tasks("j", [shell_task(f"u{i:03d}", "true") for i in range(15)])
+
+    def check() -> None:
+        every = list(client.list_tasks("j"))  # full scan, default page
+        ids = [t.id for t in every]
+        assert len(ids) == len(set(ids)) == 120 - len(range(3, 120, 11)) + 15
+        paged = [t.id for t in client.list_tasks("j", select=["id"], max_results=7)]
+        assert paged == ids  # creation order, nothing skipped or repeated across 20 pages
+        since = f"stateTransitionTime ge DateTime'{iso(middle)}'"
+        changed = [t.id for t in client.list_tasks("j", filter=since, select=["id"], max_results=4)]
+        assert changed == [t.id for t in every if t.state_transition_time >= middle]
+        assert changed and any(i.startswith("u") for i in changed) and any(i.startswith("t") for i in changed)
+        narrowed = f"{since} and state eq 'completed'"
+        assert [t.id for t in client.list_tasks("j", filter=narrowed, select=["id"])] == \
+            [t.id for t in every if t.state_transition_time >= middle and t.state == m.BatchTaskState.COMPLETED]
+        older = f"state eq 'completed' and stateTransitionTime lt DateTime'{iso(middle)}'"
+        assert list(client.list_tasks("j", filter=older)) == []
+        counts = client.get_job_task_counts("j")
+        by_state = {s: sum(1 for t in every if t.state == s) for s in m.BatchTaskState}
+        assert counts.task_counts.active == by_state[m.BatchTaskState.ACTIVE]
+        assert counts.task_counts.completed == by_state[m.BatchTaskState.COMPLETED] == counts.task_counts.failed
+        assert counts.task_counts.succeeded == 0 and counts.task_slot_counts.active == counts.task_counts.active
+
+    check()
+    emu.restart()
+    client = emu.client()
+    check()
+
+
+def test_listening_socket_disables_nagle() -> None:
+    """Responses with a body must not wait for the client's delayed ACK (about 40 ms each, every GET)."""
+    import socket
+
+    from devstack.batch_emulator.server import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()

@@ -104,8 +104,9 @@ class Backend:
                 if task.state in ("running", "preparing"):
                     to_requeue.append(task)
             rows = sorted((t for j in s.jobs.values() for t in j.tasks.values()), key=lambda t: t.seq)
-            for job in s.jobs.values():  # restore seq order within each job
+            for job in s.jobs.values():  # restore seq order within each job, and its indexes
                 job.tasks = dict(sorted(job.tasks.items(), key=lambda kv: kv[1].seq))
+                job.index.rebuild(job.tasks.values())
             s.bump_seq(max_seq)
             with s.store.batch():
                 for task in to_requeue:

@@ -234,20 +234,4 @@ class JobService:
 
     def task_counts(self, job_id: str) -> dict[str, Any]:
         with self.s.lock:
-            job = self._job(job_id)
-            counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
-            slots = dict(counts)
-            for task in job.tasks.values():
-                state = task.state
-                bucket = "running" if state == "preparing" else state
-                if bucket not in counts:
-                    continue
-                n = task.doc.get("requiredSlots") or 1
-                counts[bucket] += 1
-                slots[bucket] += n
-                if bucket == "completed":
-                    outcome = "succeeded" if (task.doc.get("executionInfo") or {}).get("result") == "success" \
-                        else "failed"
-                    counts[outcome] += 1
-                    slots[outcome] += n
-        return {"taskCounts": counts, "taskSlotCounts": slots}
+            return self._job(job_id).index.counts()  # kept as tasks change (task_index.py)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import ids
 from ..timeutil import iso, new_etag
+from .task_index import TaskIndex
 
 Doc = dict[str, Any]
 
@@ -134,6 +135,10 @@ class TaskRecord(_Record):
     doc: Doc
     sys: Doc = field(default_factory=dict)
     cancel: threading.Event | None = None  # runtime: set to stop the running process
+    # runtime, kept by the job's TaskIndex: the stateTransitionTime it indexed, and the counts bucket it holds
+    indexed_text: str | None = field(default=None, repr=False)
+    indexed_time: datetime | None = field(default=None, repr=False)
+    counted: tuple[str, str | None, int] | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:
@@ -149,6 +154,7 @@ class JobRecord(_Record):
     doc: Doc
     sys: Doc = field(default_factory=dict)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)  # task key -> record, in seq order
+    index: TaskIndex = field(default_factory=TaskIndex, repr=False)  # runtime: order, change times, counts
 
     @property
     def pool_key(self) -> str | None:

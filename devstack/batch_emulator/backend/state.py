@@ -84,12 +84,22 @@ class State:
         self.store.put(store.JOB, job.key, job.persisted())
 
     def save_task(self, task: TaskRecord) -> None:
+        self._index(task)
         self.store.put(store.TASK, task.ref, task.persisted(), parent=task.job_key)
 
     def save_tasks(self, tasks: Iterable[TaskRecord]) -> None:
+        tasks = list(tasks)
+        for task in tasks:
+            self._index(task)
         items = [(t.ref, t.persisted(), t.job_key) for t in tasks]
         if items:
             self.store.put_many(store.TASK, items)
+
+    def _index(self, task: TaskRecord) -> None:
+        """Every task change is saved through here: the job's indexes follow it (task_index.py)."""
+        job = self.jobs.get(task.job_key)
+        if job is not None and job.tasks.get(task.key) is task:
+            job.index.saved(task)
 
     def forget_pool(self, pool: PoolRecord) -> None:
         self.pools.pop(pool.key, None)
@@ -113,6 +123,7 @@ class State:
         job = self.jobs.get(task.job_key)
         if job is not None:
             job.tasks.pop(task.key, None)
+            job.index.removed(task)
         self.active.pop(task.ref, None)
         self.store.delete(store.TASK, task.ref)
 
