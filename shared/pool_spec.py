@@ -30,23 +30,38 @@ from .settings import NodePriority, Settings
 FFMPEG_RESOURCE_NAME = "ffmpeg"
 
 
-def autoscale_formula(slots_per_node: int, max_nodes: int, priority: NodePriority) -> str:
+# Where the formula's judgement window sits, in minutes before the evaluation (docs/scaling.md "The formula
+# against the sample lag"): samples show about a minute late, so the window ends a minute back, where all of
+# its samples have arrived, and spans 3 minutes (6 samples at the service's 30 s period).
+WINDOW_START_MINUTES = 4
+WINDOW_END_MINUTES = 1
+REQUIRED_SAMPLE_PERCENT = 70
+
+
+def autoscale_formula(slots_per_node: int, max_nodes: int, priority: NodePriority,
+                      minute: str = "TimeInterval_Minute") -> str:
     """Nodes = ceil(pending tasks / slots), capped, 0 when idle; scale-in lets tasks finish.
 
-    $PendingTasks = active + running. With a thin sample history (a new or just-woken pool) the
-    last sample decides rather than a constant, so a sample gap never pins a node or strands a
-    task; otherwise the max over 3 minutes avoids shrinking under a burst. Targets are truncated
-    to integers by the service, hence the `+ slots - 1` ceiling (Microsoft's autoscale docs use the
-    same `(tasks + 3) / 4` idiom for 4 tasks per node).
+    $PendingTasks = active + running, read two ways: the freshest sample there is (`GetSample(1)`, about a
+    minute old) and the maximum over the 3 minutes before the sample lag (`GetSample(4 min, 1 min)`), where
+    the service has all 6 samples; the larger decides, so a burst is neither missed nor shrunk from under.
+    When that window is thin (a new pool, a sample outage) the freshest sample alone decides, never a
+    constant, so a gap neither pins a node nor strands a task. `max(0, GetSample(1))` reads 0 on an empty
+    history whichever way the service treats it. Targets are truncated to integers by the service, hence
+    the `+ slots - 1` ceiling (the docs use the same `(tasks + 3) / 4` idiom for 4 tasks per node).
+    `minute` only exists so tests can run the same text on a compressed clock.
     """
     target, other = (("$TargetLowPriorityNodes", "$TargetDedicatedNodes") if priority is NodePriority.SPOT
                      else ("$TargetDedicatedNodes", "$TargetLowPriorityNodes"))
+    window = f"{minute} * {WINDOW_START_MINUTES}, {minute} * {WINDOW_END_MINUTES}"
     return "\n".join([
         f"maxNodes = {max_nodes};",
         f"slotsPerNode = {slots_per_node};",
-        "samplePercent = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 3);",
-        "pending = samplePercent < 70 ? max(0, $PendingTasks.GetSample(1)) "
-        ": max($PendingTasks.GetSample(TimeInterval_Minute * 3));",
+        "lastSample = max(0, $PendingTasks.GetSample(1));",
+        f"samplePercent = $PendingTasks.GetSamplePercent({window});",
+        f"windowMax = samplePercent < {REQUIRED_SAMPLE_PERCENT} ? 0 "
+        f": max($PendingTasks.GetSample({window}, {REQUIRED_SAMPLE_PERCENT}));",
+        "pending = max(lastSample, windowMax);",
         "nodes = min(maxNodes, (pending + slotsPerNode - 1) / slotsPerNode);",
         f"{target} = max(0, nodes);",
         f"{other} = 0;",
