@@ -65,8 +65,8 @@ param nodeStorageAccess string = 'poolIdentity'
 param batchPoolId string = 'ffmpeg-pool'
 param batchJobId string = 'ffmpeg-jobs'
 
-@description('VM size of the pool nodes. The Batch account needs core quota for its family (dedicated or low-priority).')
-param poolVmSize string = 'Standard_D2s_v5'
+@description('VM size of the pool nodes: one with a local temporary disk (the "d" sizes), where Batch puts task working directories. The Batch account needs core quota for its family (dedicated or low-priority). Change poolTaskSlotsPerNode with it.')
+param poolVmSize string = 'Standard_D2ds_v5'
 
 @minValue(1)
 @maxValue(1000)
@@ -81,8 +81,10 @@ param poolImage string = 'canonical:ubuntu-24_04-lts:server:latest'
 @description('Node agent SKU for poolImage; empty: the app derives it for the Ubuntu images it knows.')
 param poolNodeAgentSkuId string = ''
 
-@description('Task slots per node; empty: one per vCPU of poolVmSize.')
-param poolTaskSlotsPerNode string = ''
+@description('Task slots per node: one per vCPU of poolVmSize (2 for Standard_D2ds_v5). The temporary disk must hold 2 x maxInputBytes per slot (the preflight checks it).')
+@minValue(1)
+@maxValue(256)
+param poolTaskSlotsPerNode int = 2
 
 @minValue(5)
 param poolAutoscaleIntervalMinutes int = 5
@@ -94,7 +96,7 @@ param ffmpegSha256 string = ''
 @minValue(0)
 @maxValue(9)
 param mp3Quality int = 2
-@description('Uploads larger than this many bytes are rejected with a clear ledger row: a node\'s disk must hold the input and the MP3 (default 10 GiB, for the 30 GiB OS disk of Standard_D2s_v5, which has no temporary disk).')
+@description('Uploads larger than this many bytes are rejected with a clear ledger row: a node\'s temporary disk holds, per task slot, the input, its MP3 and a just-finished task\'s files (docs/deploy.md, "Disk per slot"). Default 10 GiB: Standard_D2ds_v5 has a 75 GiB temporary disk for 2 slots.')
 param maxInputBytes string = '10737418240'
 @minValue(0)
 @maxValue(10)
@@ -190,12 +192,24 @@ module storage 'modules/storage.bicep' = {
       inputContainerName
       outputContainerName
       logsContainerName
-      deploymentContainerName
     ]
     ledgerTableName: ledgerTableName
     logsContainerName: logsContainerName
     inputContainerName: inputContainerName
     logRetentionDays: logRetentionDays
+  }
+}
+
+// The Functions host's own storage (keys, timer locks, blob receipts) and the deployment package, apart from
+// the media: the app's roles on it cannot reach an upload, an MP3 or the ledger.
+module hostStorage 'modules/host-storage.bicep' = {
+  name: 'host-storage'
+  scope: rg
+  params: {
+    name: 'sthost${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
   }
 }
 
@@ -220,6 +234,29 @@ module batch 'modules/batch.bicep' = {
   }
 }
 
+module pool 'modules/pool.bicep' = {
+  name: 'batch-pool'
+  scope: rg
+  params: {
+    batchAccountName: batch.outputs.name
+    poolId: batchPoolId
+    vmSize: poolVmSize
+    image: poolImage
+    nodeAgentSkuId: poolNodeAgentSkuId
+    taskSlotsPerNode: poolTaskSlotsPerNode
+    maxNodes: poolMaxNodes
+    useSpot: useSpot
+    autoscaleIntervalMinutes: poolAutoscaleIntervalMinutes
+    ffmpegBinaryUrl: ffmpegBinaryUrl
+    ffmpegSha256: ffmpegSha256
+    poolIdentityId: usePoolIdentity ? poolIdentity.outputs.id : ''
+  }
+  // Nodes read and write with the pool identity from the first upload on: its roles come first.
+  dependsOn: [
+    roles
+  ]
+}
+
 // Every setting the app reads in Azure (shared/settings.py), and the identity-based host and
 // trigger connections. tests/infra/test_app_settings.py checks this object against the code.
 // Not here on purpose: BATCH_ACCOUNT_KEY and MEDIA_STORAGE (connection strings/keys: identity
@@ -227,12 +264,12 @@ module batch 'modules/batch.bicep' = {
 var appSettings = {
   // Functions host storage, identity-based. Service URIs rather than __accountName so that
   // sovereign clouds work (accountName implies the public cloud's endpoints).
-  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
-  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
-  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+  AzureWebJobsStorage__blobServiceUri: hostStorage.outputs.blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: hostStorage.outputs.queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: hostStorage.outputs.tableEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: appIdentity.outputs.clientId
-  // The blob trigger's connection and the app's own storage clients (same account).
+  // The blob trigger's connection and the app's own storage clients: the media account.
   MEDIA_STORAGE__blobServiceUri: storage.outputs.blobEndpoint
   MEDIA_STORAGE__queueServiceUri: storage.outputs.queueEndpoint
   MEDIA_STORAGE__tableServiceUri: storage.outputs.tableEndpoint
@@ -255,7 +292,7 @@ var appSettings = {
   POOL_NODE_AGENT_SKU_ID: poolNodeAgentSkuId
   POOL_NODE_PRIORITY: useSpot ? 'spot' : 'dedicated'
   POOL_MAX_NODES: string(poolMaxNodes)
-  POOL_TASK_SLOTS_PER_NODE: poolTaskSlotsPerNode
+  POOL_TASK_SLOTS_PER_NODE: string(poolTaskSlotsPerNode)
   POOL_AUTOSCALE_INTERVAL_MINUTES: string(poolAutoscaleIntervalMinutes)
   POOL_IDENTITY_RESOURCE_ID: usePoolIdentity ? poolIdentity.outputs.id : ''
   FFMPEG_BINARY_URL: ffmpegBinaryUrl
@@ -293,7 +330,7 @@ module functionApp 'modules/functionapp.bicep' = {
     hostingPlan: hostingPlan
     dedicatedSku: dedicatedSku
     identityId: appIdentity.outputs.id
-    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageBlobEndpoint: hostStorage.outputs.blobEndpoint
     deploymentContainerName: deploymentContainerName
     appSettings: appSettings
     maximumInstanceCount: functionMaximumInstances
@@ -337,6 +374,8 @@ module roles 'modules/role-assignments.bicep' = {
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    hostStorageAccountName: hostStorage.outputs.name
+    ledgerTableName: ledgerTableName
     batchAccountName: batch.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     containerNames: {
@@ -367,7 +406,7 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_BATCH_ACCOUNT_NAME string = batch.outputs.name
 output AZURE_BATCH_ACCOUNT_URL string = batch.outputs.url
-output BATCH_POOL_ID string = batchPoolId
+output BATCH_POOL_ID string = pool.outputs.name
 output POOL_IDENTITY_RESOURCE_ID string = usePoolIdentity ? poolIdentity.outputs.id : ''
 output INPUT_CONTAINER string = inputContainerName
 output OUTPUT_CONTAINER string = outputContainerName

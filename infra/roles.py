@@ -21,10 +21,11 @@ def load() -> dict[str, Any]:
 
 
 def _scope_text(scope: str) -> str:
-    if scope.startswith("container:"):
-        return f"container `{scope.split(':', 1)[1]}`"
-    return {"storageAccount": "storage account", "batchAccount": "Batch account",
-            "appInsights": "Application Insights"}.get(scope, scope)
+    kind, _, name = scope.partition(":")
+    if kind in ("container", "table", "queue"):
+        return f"{kind} `{name}` (media account)"
+    return {"storageAccount": "media storage account", "hostStorage": "host storage account (`sthost…`)",
+            "batchAccount": "Batch account", "appInsights": "Application Insights"}.get(scope, scope)
 
 
 def render_markdown(table: dict[str, Any] | None = None) -> str:

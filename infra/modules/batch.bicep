@@ -1,10 +1,10 @@
-// Batch account. Pool allocation mode BatchService: Batch owns the VMs and bills them per node;
-// the cores come from the Batch account's own quotas (dedicated and low-priority/Spot, per
-// region) — new accounts may have 0 low-priority cores; see docs/deploy.md.
+// Batch account. Pool allocation mode BatchService: Batch owns the VMs and bills them per node; the
+// cores come from the Batch account's own quotas (dedicated per VM family, and low-priority/Spot in
+// total, per region) - new accounts may have few or none; the preflight hook (infra/scripts/preflight.sh)
+// checks them, see docs/deploy.md.
 // Only Entra ID auth on the data plane: the app authenticates with its managed identity, so the
 // account's shared keys are switched off rather than left lying around.
-// Pools are not declared here: the app creates its pool lazily from shared/pool_spec.py (one
-// source for the pool's shape), and infra/scripts/post-deploy.sh attaches the pool identity.
+// The pool is modules/pool.bicep, deployed after the pool identity's roles.
 
 param name string
 param location string

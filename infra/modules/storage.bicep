@@ -1,12 +1,13 @@
-// The one storage account: media containers (input, output, logs), the ledger table, the
-// Functions host's own blobs/queues and the Flex Consumption deployment package container.
+// The media account: containers input, output, logs and the ledger table (and the completion events
+// queue, modules/events.bicep). The Functions host's storage and the deployment package are in their own
+// account (modules/host-storage.bicep), so the app's roles here can stay per container and per table.
 // No shared keys: every client (function host, app code, Batch nodes, Event Grid) uses Entra ID
 // or a user-delegation SAS, both of which keep working with allowSharedKeyAccess = false.
 
 param name string
 param location string
 param tags object
-@description('Containers to create, e.g. input, output, logs and the deployment package container.')
+@description('Containers to create: input, output, logs.')
 param containerNames array
 param ledgerTableName string
 param logsContainerName string

@@ -1,105 +1,107 @@
 #!/bin/sh
-# azd postdeploy hook (azure.yaml). Runs after the code is deployed, every `azd up`/`azd deploy`;
-# every step is idempotent.
-#  1. Pool identity: the Batch data plane cannot give a pool a managed identity, so the pool is
-#     created (or patched) through ARM from the app's own pool spec (infra/batch_pool.py).
-#     Done before step 2, so the first upload already finds the pool with its identity.
-#  2. Event Grid: subscribe the blob trigger's webhook to BlobCreated events of the input
-#     container only. The webhook URL needs the host's blobs_extension system key, which exists
-#     once the host has indexed the Event Grid-sourced blob trigger, hence after deployment.
-# Needs: az (logged in to the same cloud/subscription as azd), azd, and Python with the app's
-# requirements (.venv from ./dev, or python3 with requirements.txt) for step 1.
-# Never prints the webhook key.
+# azd postdeploy hook (azure.yaml), after the code is deployed on every `azd up`/`azd deploy`.
+# Subscribes the blob trigger's webhook to BlobCreated events of the input container. The webhook URL
+# carries the host's blobs_extension system key, which exists only once the host has started with the
+# Event Grid-sourced blob trigger - hence here, not in the template. (The pool, with its identity, is
+# declared in infra/modules/pool.bicep.)
+#
+# Needs az, azd and a POSIX shell; nothing else (no Python). Every az call is pinned to azd's subscription.
+# Idempotent: when the subscription already delivers to this webhook with this key and filter, nothing is
+# changed. Event Grid validates a webhook when the subscription is created (a handshake with the app):
+# a cold app can miss it, so the create is retried with backoff, saying what it waits for.
+# The key never appears on a command line or in the output: it goes from az's stdout into a private file.
 set -eu
 
+HOOK=post-deploy
 cd "$(dirname "$0")/../.."
+. infra/scripts/common.sh
 
-fail() { echo "post-deploy: $*" >&2; exit 1; }
-for tool in az azd; do
-  command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is required (see docs/deploy.md)"
-done
+need_tools
+load AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_FUNCTION_APP_HOSTNAME \
+     EVENTGRID_SYSTEM_TOPIC_NAME INPUT_CONTAINER BLOB_TRIGGER_FUNCTION_NAME
+require AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_FUNCTION_APP_HOSTNAME \
+        EVENTGRID_SYSTEM_TOPIC_NAME INPUT_CONTAINER BLOB_TRIGGER_FUNCTION_NAME
 
-# azd exports the environment's values to hooks; read any that are missing from azd itself.
-azd_values=""
-value_of() {
-  if [ -z "$azd_values" ]; then azd_values=$(azd env get-values); fi
-  printf '%s\n' "$azd_values" | sed -n "s/^$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" | head -n 1
-}
-for name in AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_FUNCTION_APP_HOSTNAME \
-            AZURE_BATCH_ACCOUNT_NAME BATCH_POOL_ID POOL_IDENTITY_RESOURCE_ID \
-            EVENTGRID_SYSTEM_TOPIC_NAME INPUT_CONTAINER BLOB_TRIGGER_FUNCTION_NAME; do
-  eval "current=\${$name:-}"
-  if [ -z "$current" ]; then
-    current=$(value_of "$name")
-    eval "$name=\$current"
-    export "$name"
-  fi
-done
-for name in AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_FUNCTION_APP_HOSTNAME \
-            EVENTGRID_SYSTEM_TOPIC_NAME INPUT_CONTAINER BLOB_TRIGGER_FUNCTION_NAME; do
-  eval "current=\${$name:-}"
-  [ -n "$current" ] || fail "$name is not set (run 'azd provision' first)"
-done
+key_tries=${POST_DEPLOY_KEY_TRIES:-30}
+key_pause=${POST_DEPLOY_KEY_SECONDS:-10}
+create_tries=${POST_DEPLOY_CREATE_TRIES:-6}
+backoff=${POST_DEPLOY_BACKOFF_SECONDS:-15}
+backoff_cap=${POST_DEPLOY_BACKOFF_CAP_SECONDS:-120}
+api=2022-06-15
 
-retries=${POST_DEPLOY_RETRIES:-30}
-pause=${POST_DEPLOY_RETRY_SECONDS:-10}
+umask 077
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# ---- 1. the pool and its identity
-if [ -n "$POOL_IDENTITY_RESOURCE_ID" ]; then
-  python=.venv/bin/python
-  [ -x "$python" ] || python=python3
-  subscription=$(az account show --query id -o tsv)
-  # A path without a host: az rest prefixes the current cloud's ARM endpoint.
-  pool_url="/subscriptions/$subscription/resourceGroups/$AZURE_RESOURCE_GROUP/providers/Microsoft.Batch/batchAccounts/$AZURE_BATCH_ACCOUNT_NAME/pools/$BATCH_POOL_ID?api-version=2024-07-01"
-  if az rest --method get --url "$pool_url" -o json >"$work/pool.json" 2>"$work/get.err"; then
-    if grep -qiF "$POOL_IDENTITY_RESOURCE_ID" "$work/pool.json"; then
-      echo "post-deploy: pool $BATCH_POOL_ID already has the pool identity"
-    else
-      "$python" -m infra.batch_pool identity --identity "$POOL_IDENTITY_RESOURCE_ID" >"$work/patch.json"
-      az rest --method patch --url "$pool_url" --body "@$work/patch.json" -o none
-      echo "post-deploy: pool $BATCH_POOL_ID existed; identity added (nodes allocated from now on get it)"
-    fi
-  elif grep -qiE "not ?found" "$work/get.err"; then
-    az functionapp config appsettings list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" -o json \
-      >"$work/settings.json"
-    "$python" -m infra.batch_pool body <"$work/settings.json" >"$work/pool-body.json"
-    az rest --method put --url "$pool_url" --body "@$work/pool-body.json" -o none
-    echo "post-deploy: pool $BATCH_POOL_ID created with the pool identity"
-  else
-    cat "$work/get.err" >&2
-    fail "could not read pool $BATCH_POOL_ID"
-  fi
+# ---- 1. the host's blobs_extension key (the host publishes it once it has indexed the blob trigger)
+key=""
+attempt=1
+while :; do
+  key=$(azs functionapp keys list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
+          --query "systemKeys.blobs_extension" -o tsv 2>"$work/keys.err" || true)
+  [ -n "$key" ] && break
+  [ "$attempt" -ge "$key_tries" ] && break
+  say "waiting for the function host to publish its blobs_extension key (it starts after the deployment and indexes the blob trigger): try $attempt/$key_tries, next in ${key_pause}s"
+  attempt=$((attempt + 1))
+  sleep "$key_pause"
+done
+if [ -z "$key" ]; then
+  scrub <"$work/keys.err" >&2
+  fail "the function host never published its blobs_extension key; is $BLOB_TRIGGER_FUNCTION_NAME deployed with BLOB_TRIGGER_SOURCE=EventGrid? (az functionapp log / Application Insights show why the host did not start)"
 fi
 
-# ---- 2. Event Grid subscription -> blob trigger webhook
-key=""
-attempt=0
-while [ "$attempt" -lt "$retries" ]; do
-  key=$(az functionapp keys list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
-          --query "systemKeys.blobs_extension" -o tsv 2>/dev/null || true)
-  [ -n "$key" ] && break
-  attempt=$((attempt + 1))
-  echo "post-deploy: waiting for the host's blobs_extension key ($attempt/$retries)"
-  sleep "$pause"
-done
-[ -n "$key" ] || fail "the function host never published its blobs_extension key; is $BLOB_TRIGGER_FUNCTION_NAME deployed with BLOB_TRIGGER_SOURCE=EventGrid?"
+base_url="https://$AZURE_FUNCTION_APP_HOSTNAME/runtime/webhooks/blobs"
+printf '%s?functionName=Host.Functions.%s&code=%s\n' "$base_url" "$BLOB_TRIGGER_FUNCTION_NAME" "$key" >"$work/endpoint.txt"
+subject="/blobServices/default/containers/$INPUT_CONTAINER/"  # trailing slash: "input" must not match "input2"
+sub_path="$(rg_path)/providers/Microsoft.EventGrid/systemTopics/$EVENTGRID_SYSTEM_TOPIC_NAME/eventSubscriptions/$INPUT_CONTAINER-blob-created"
 
-endpoint="https://$AZURE_FUNCTION_APP_HOSTNAME/runtime/webhooks/blobs?functionName=Host.Functions.$BLOB_TRIGGER_FUNCTION_NAME&code=$key"
-# The subscription goes through ARM with its body in a file (in the private work dir): the key is part of the
-# endpoint URL and must not appear on a command line, where any local user's `ps` would show it.
-subscription=${subscription:-$(az account show --query id -o tsv)}
-subscription_url="/subscriptions/$subscription/resourceGroups/$AZURE_RESOURCE_GROUP/providers/Microsoft.EventGrid/systemTopics/$EVENTGRID_SYSTEM_TOPIC_NAME/eventSubscriptions/$INPUT_CONTAINER-blob-created?api-version=2022-06-15"
-# Trailing slash: the container "input" must not also match "input2".
+# ---- 2. already in place? (same webhook, same key, same filter, provisioned)
+if az rest --method get --url "$sub_path?api-version=$api" \
+     --query "join('|', [to_string(properties.provisioningState), to_string(properties.destination.properties.endpointBaseUrl), to_string(properties.filter.subjectBeginsWith)])" \
+     -o tsv >"$work/current.txt" 2>"$work/get.err"; then
+  if [ "$(cat "$work/current.txt")" = "Succeeded|$base_url|$subject" ] \
+     && az rest --method post --url "$sub_path/getFullUrl?api-version=$api" --query endpointUrl -o tsv \
+          >"$work/full.txt" 2>/dev/null \
+     && cmp -s "$work/full.txt" "$work/endpoint.txt"; then
+    say "Event Grid already delivers BlobCreated in '$INPUT_CONTAINER' to $BLOB_TRIGGER_FUNCTION_NAME; nothing to change"
+    exit 0
+  fi
+elif ! grep -qiE "not ?found" "$work/get.err"; then
+  scrub <"$work/get.err" >&2
+  fail "could not read the Event Grid subscription $INPUT_CONTAINER-blob-created"
+fi
+
+# ---- 3. create or update it, retrying while Event Grid cannot validate the webhook yet
+endpoint=$(cat "$work/endpoint.txt")
 cat >"$work/subscription.json" <<JSON
 {"properties": {
   "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "$endpoint"}},
-  "filter": {"includedEventTypes": ["Microsoft.Storage.BlobCreated"],
-             "subjectBeginsWith": "/blobServices/default/containers/$INPUT_CONTAINER/"},
+  "filter": {"includedEventTypes": ["Microsoft.Storage.BlobCreated"], "subjectBeginsWith": "$subject"},
   "eventDeliverySchema": "EventGridSchema",
   "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
 }}
 JSON
-az rest --method put --url "$subscription_url" --body "@$work/subscription.json" -o none
-echo "post-deploy: Event Grid delivers BlobCreated in '$INPUT_CONTAINER' to $BLOB_TRIGGER_FUNCTION_NAME"
+attempt=1
+pause=$backoff
+while :; do
+  if az rest --method put --url "$sub_path?api-version=$api" --body "@$work/subscription.json" -o none \
+       2>"$work/put.err"; then
+    break
+  fi
+  # Retry what time can fix: the webhook handshake with a cold app, throttling, a conflicting operation,
+  # a service hiccup. Anything else (rights, a bad request) fails now, with az's message.
+  if ! grep -qiE "validation|handshake|timed? ?out|TooManyRequests|429|Conflict|ServiceUnavailable|InternalServerError|503|502|504" "$work/put.err"; then
+    scrub <"$work/put.err" >&2
+    fail "Event Grid refused the subscription $INPUT_CONTAINER-blob-created"
+  fi
+  if [ "$attempt" -ge "$create_tries" ]; then
+    scrub <"$work/put.err" >&2
+    fail "Event Grid could not validate the webhook after $create_tries tries; the app did not answer its handshake. Check that the app runs (Application Insights), then re-run: azd hooks run postdeploy"
+  fi
+  say "waiting for the function app to answer Event Grid's webhook validation handshake (a cold app starts slowly): try $attempt/$create_tries failed, next in ${pause}s"
+  sleep "$pause"
+  attempt=$((attempt + 1))
+  pause=$((pause * 2))
+  [ "$pause" -le "$backoff_cap" ] || pause=$backoff_cap
+done
+say "Event Grid delivers BlobCreated in '$INPUT_CONTAINER' to $BLOB_TRIGGER_FUNCTION_NAME"

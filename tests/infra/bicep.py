@@ -10,6 +10,7 @@ Anything it does not understand raises, rather than guessing.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ CHINA_CLOUD_ENVIRONMENT = {
 _INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]$")
 
 
 class Unsupported(ValueError):
@@ -80,6 +82,7 @@ class Evaluator:
     module_outputs: dict[str, dict[str, Any]]
     parameters: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=lambda: dict(PUBLIC_CLOUD_ENVIRONMENT))
+    path: Path = MAIN  # the template's file: loadJsonContent() paths are relative to it
 
     def param(self, name: str) -> Any:
         if name in self.parameters:
@@ -133,8 +136,14 @@ class Evaluator:
         if isinstance(node, dict) and "function" in node:
             return self._function(node["function"])
         if isinstance(node, dict):
-            return {key: self.eval(value) for key, value in node.items()}
+            return {self._key(key): self.eval(value) for key, value in node.items()}
         raise Unsupported(repr(node))
+
+    def _key(self, key: str) -> str:
+        """Object keys: plain, or a quoted string that may interpolate ('${id}')."""
+        if len(key) >= 2 and key[0] == key[-1] == "'":
+            return _INTERPOLATION.sub(lambda m: str(self._interpolated(m.group(1))), key[1:-1])
+        return key
 
     def _interpolated(self, expression: str) -> Any:
         expression = expression.strip()
@@ -142,17 +151,22 @@ class Evaluator:
             return self.name(expression)
         if _DOTTED.match(expression):
             return self.dotted(expression.split("."))
+        indexed = _INDEXED.match(expression)
+        if indexed:
+            return self.name(indexed.group(1))[int(indexed.group(2))]
         raise Unsupported(f"interpolation ${{{expression}}}")
 
-    def _accessor_chain(self, op: dict[str, Any]) -> list[Any]:
-        parts: list[Any] = []
-        node: Any = {"operator": op}
-        while isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
+    def _apply(self, value: Any, node: Any) -> Any:
+        """The rest of an accessor chain (`a.b[c].d`) applied to a value: names are properties, indexes evaluate."""
+        if isinstance(node, str):
+            return value[node]
+        if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
             operands = node["operator"]["operands"]
-            parts.append(operands["operand_1"])
-            node = operands["operand_2"]
-        parts.append(node)
-        return parts
+            return self._apply(self._apply(value, operands["operand_1"]), operands["operand_2"])
+        if isinstance(node, dict) and node.get("operator", {}).get("type") == "index_accessor":
+            operands = node["operator"]["operands"]
+            return self._apply(value, operands["operand_1"])[self.eval(operands["operand_2"])]
+        raise Unsupported(f"computed property access {node!r}")
 
     def _operator(self, op: dict[str, Any]) -> Any:
         kind, operands = op["type"], op.get("operands", {})
@@ -164,17 +178,12 @@ class Evaluator:
             left, right = (self.eval(v) for v in operands.values())
             return (left == right) if kind == "equals" else (left != right)
         if kind == "property_accessor":
-            head, *rest = self._accessor_chain(op)
-            if isinstance(head, str) and head in self.module_outputs and rest[:1] == ["outputs"]:
-                value: Any = self.module_outputs[head]
-                rest = rest[1:]
-            else:
-                value = self.eval(head)
-            for part in rest:
-                if not isinstance(part, str):
-                    raise Unsupported(f"computed property access {part!r}")
-                value = value[part]
-            return value
+            head = operands["operand_1"]
+            if isinstance(head, str) and head in self.module_outputs:
+                return self._apply({"outputs": self.module_outputs[head]}, operands["operand_2"])
+            return self._apply(self.eval(head), operands["operand_2"])
+        if kind == "index_accessor":
+            return self.eval(operands["operand_1"])[self.eval(operands["operand_2"])]
         raise Unsupported(f"operator {kind}")
 
     def _function(self, fn: dict[str, Any]) -> Any:
@@ -186,4 +195,22 @@ class Evaluator:
             return str(value).lower() if isinstance(value, bool) else str(value)
         if kind == "empty":
             return not self.eval(params["item_to_test"])
+        if kind == "load_json_content":
+            if params.get("json_path") or params.get("encoding"):
+                raise Unsupported("loadJsonContent with a path or encoding")
+            return json.loads((self.path.parent / params["file_path"]).read_text(encoding="utf-8"))
+        if kind == "split":
+            return str(self.eval(params["input_string"])).split(self.eval(params["delimiter"]))
+        if kind == "replace":
+            return str(self.eval(params["original_string"])).replace(self.eval(params["old_string"]),
+                                                                     self.eval(params["new_string"]))
+        if kind == "to_lower":
+            return str(self.eval(params["string_to_change"])).lower()
+        if kind == "union":
+            merged: dict[str, Any] = {}
+            for value in (self.eval(v) for v in params.values()):
+                if not isinstance(value, dict):
+                    raise Unsupported("union() of non-objects")
+                merged.update(value)
+            return merged
         raise Unsupported(f"function {kind}()")

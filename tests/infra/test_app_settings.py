@@ -50,6 +50,11 @@ PUBLIC_OUTPUTS = {
                 "blobEndpoint": "https://stabc.blob.core.windows.net/",
                 "queueEndpoint": "https://stabc.queue.core.windows.net/",
                 "tableEndpoint": "https://stabc.table.core.windows.net/"},
+    "hostStorage": {"name": "sthostabc",
+                    "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sthostabc",
+                    "blobEndpoint": "https://sthostabc.blob.core.windows.net/",
+                    "queueEndpoint": "https://sthostabc.queue.core.windows.net/",
+                    "tableEndpoint": "https://sthostabc.table.core.windows.net/"},
     "appIdentity": {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-func",
                     "clientId": "00000000-0000-0000-0000-0000000000c1", "principalId": "p-app", "name": "id-func"},
     "poolIdentity": {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-pool",
@@ -67,6 +72,10 @@ CHINA_OUTPUTS = {
                 "blobEndpoint": "https://stabc.blob.core.chinacloudapi.cn/",
                 "queueEndpoint": "https://stabc.queue.core.chinacloudapi.cn/",
                 "tableEndpoint": "https://stabc.table.core.chinacloudapi.cn/"},
+    "hostStorage": {**PUBLIC_OUTPUTS["hostStorage"],
+                    "blobEndpoint": "https://sthostabc.blob.core.chinacloudapi.cn/",
+                    "queueEndpoint": "https://sthostabc.queue.core.chinacloudapi.cn/",
+                    "tableEndpoint": "https://sthostabc.table.core.chinacloudapi.cn/"},
     "batch": {**PUBLIC_OUTPUTS["batch"], "url": "https://baabc.chinanorth3.batch.chinacloudapi.cn"},
 }
 
@@ -189,6 +198,7 @@ def test_the_app_accepts_the_template_values(cloud: str):
 def test_template_parameters_reach_the_app():
     azure = template_settings(parameters={"useSpot": True, "nodeStorageAccess": "userDelegationSas",
                                           "poolMaxNodes": 12, "poolVmSize": "Standard_F4s_v2",
+                                          "poolTaskSlotsPerNode": 4,
                                           "authorityHost": "https://login.example.test/"})
     settings = Settings.from_env(azure)
     assert settings.node_priority.value == "spot"
@@ -207,6 +217,15 @@ def test_host_connections_are_identity_based_with_the_trigger_queues():
         for service in ("blob", "queue"):
             assert azure[f"{prefix}__{service}ServiceUri"].startswith("https://")
     assert "AzureWebJobsStorage" not in azure
+    # the host's storage is its own account; the app's media (trigger, clients) is the other one
+    assert azure["AzureWebJobsStorage__blobServiceUri"] == PUBLIC_OUTPUTS["hostStorage"]["blobEndpoint"]
+    assert azure["MEDIA_STORAGE__blobServiceUri"] == PUBLIC_OUTPUTS["storage"]["blobEndpoint"]
+
+
+def test_default_pool_has_a_temporary_disk_and_one_slot_per_vcpu():
+    settings = Settings.from_env(template_settings())
+    assert settings.vm_size == "Standard_D2ds_v5"  # "d": a local temporary disk, where Batch puts task directories
+    assert settings.task_slots_per_node == 2
 
 
 def _blob_trigger_function_names() -> set[str]:

@@ -16,7 +16,8 @@ from tests.infra.bicep import INFRA, MAIN, parse
 
 REPO = INFRA.parent
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-SCOPES = {"storageAccount", "batchAccount", "appInsights", "container:input", "container:output", "container:logs"}
+SCOPES = {"storageAccount", "hostStorage", "batchAccount", "appInsights", "container:input", "container:output",
+          "container:logs", "table:ledger", "queue:webjobs-blobtrigger-poison"}
 # Broad roles nobody in this deployment may hold.
 FORBIDDEN_ROLE_IDS = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
@@ -79,6 +80,13 @@ NEEDS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "get_job": ("batchAccount", [("dataActions", f"{_JOBS}/read")]),
     "job_exists": ("batchAccount", [("dataActions", f"{_JOBS}/read")]),
     "get_job_task_counts": ("batchAccount", [("dataActions", f"{_JOBS}/read")]),
+    "list_jobs": ("batchAccount", [("dataActions", f"{_JOBS}/read")]),
+    "update_job": ("batchAccount", [("dataActions", f"{_JOBS}/write")]),
+    "replace_job": ("batchAccount", [("dataActions", f"{_JOBS}/write")]),
+    "terminate_job": ("batchAccount", [("dataActions", f"{_JOBS}/write")]),
+    "begin_terminate_job": ("batchAccount", [("dataActions", f"{_JOBS}/write")]),
+    "delete_job": ("batchAccount", [("dataActions", f"{_JOBS}/delete")]),
+    "begin_delete_job": ("batchAccount", [("dataActions", f"{_JOBS}/delete")]),
     "create_task": ("batchAccount", [("dataActions", f"{_JOBS}/tasks/write")]),
     "create_task_collection": ("batchAccount", [("dataActions", f"{_JOBS}/tasks/write")]),
     "create_tasks": ("batchAccount", [("dataActions", f"{_JOBS}/tasks/write")]),
@@ -87,6 +95,17 @@ NEEDS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "get_task_file": ("batchAccount", [("dataActions", f"{_JOBS}/tasks/read")]),
     "delete_task": ("batchAccount", [("dataActions", f"{_JOBS}/tasks/delete")]),
     "terminate_task": ("batchAccount", [("dataActions", f"{_JOBS}/tasks/write")]),
+}
+# Which container each blob call of the app touches, by the file that makes it: the roles are per container, so
+# a call site the table does not know fails the test (classify it here, then grant what it needs).
+BLOB_CALL_SITES: dict[tuple[str, str], set[str]] = {
+    ("shared/trigger.py", "get_blob_properties"): {"input"},
+    ("shared/runtime.py", "exists"): {"input"},
+    ("shared/runtime.py", "get_blob_properties"): {"output"},  # the MP3's size for the completion event
+    ("shared/runtime.py", "create_container"): {"output", "logs"},
+    ("shared/sweep.py", "list_blobs"): {"input"},
+    ("shared/failure_logs.py", "download_blob"): {"logs"},
+    ("shared/newest_wins.py", "get_blob_properties"): {"input", "output"},
 }
 # SDK members that make no service call, or that share a name with the app's own helpers.
 NO_CALL = {"from_connection_string", "get_blob_client", "get_container_client", "get_table_client",
@@ -118,8 +137,9 @@ def _matches(pattern: str, permission: str) -> bool:
 
 
 def granted(table, principal: str, scope: str, kind: str, permission: str) -> list[str]:
-    """Roles of `principal` that allow `permission` at `scope` (account grants cover containers)."""
-    covering = {scope, "storageAccount"} if scope.startswith("container:") else {scope}
+    """Roles of `principal` that allow `permission` at `scope` (media account grants cover its containers,
+    tables and queues)."""
+    covering = {scope, "storageAccount"} if scope.split(":")[0] in ("container", "table", "queue") else {scope}
     return [g["role"] for g in table["grants"]
             if g["principal"] == principal and g["scope"] in covering
             and any(_matches(p, permission) for p in table["definitions"][g["role"]][kind])]
@@ -151,16 +171,50 @@ def test_every_sdk_call_in_the_app_maps_to_a_known_permission():
     assert not unknown, f"add these SDK calls to NEEDS with the permission they require: {unknown}"
 
 
+def scopes_of(name: str, files: set[str]) -> set[str]:
+    """Where a call needs its permission: blob calls per container (BLOB_CALL_SITES), table calls on the ledger
+    table, the rest where NEEDS says."""
+    scope, permissions = NEEDS[name]
+    if any(p.startswith(f"{_S}/blobServices/containers") for _, p in permissions):
+        unknown = {f for f in files if (f, name) not in BLOB_CALL_SITES}
+        assert not unknown, f"classify the blob call {name} in {sorted(unknown)} in BLOB_CALL_SITES"
+        return {f"container:{c}" for f in files for c in BLOB_CALL_SITES[(f, name)]}
+    if any(p.startswith(f"{_S}/tableServices") for _, p in permissions):
+        return {"table:ledger"}
+    return {scope}
+
+
 def test_the_app_identity_holds_every_permission_its_code_needs(table):
     calls = sdk_calls_in_app()
     assert calls, "no SDK calls found in the app: the scan is broken"
     missing = []
-    for name in calls:
-        scope, permissions = NEEDS[name]
-        for kind, permission in permissions:
-            if not granted(table, "app", scope, kind, permission):
-                missing.append((name, permission))
+    for name, files in calls.items():
+        for scope in scopes_of(name, files):
+            for kind, permission in NEEDS[name][1]:
+                if not granted(table, "app", scope, kind, permission):
+                    missing.append((name, scope, permission))
     assert not missing, missing
+
+
+def test_the_app_cannot_write_an_upload_or_own_the_media_account(table):
+    # issue 14: no Blob Data Owner on the media account; uploads are read-only to the app; its data rights on the
+    # media account are per container, table and queue
+    app_media = [g for g in table["grants"] if g["principal"] == "app" and g["scope"] != "hostStorage"]
+    assert "Storage Blob Data Owner" not in {g["role"] for g in app_media}
+    assert not granted(table, "app", "container:input", "dataActions", f"{_BLOBS}/write")
+    assert not granted(table, "app", "container:input", "dataActions", f"{_BLOBS}/delete")
+    account_wide = [g for g in app_media if g["scope"] == "storageAccount"]
+    assert all(not table["definitions"][g["role"]]["dataActions"] for g in account_wide), account_wide
+    # the host's broad role lives on the host's own account only
+    host = {g["role"] for g in table["grants"] if g["scope"] == "hostStorage"}
+    assert "Storage Blob Data Owner" in host
+    assert {g["principal"] for g in table["grants"] if g["scope"] == "hostStorage"} == {"app"}
+
+
+def test_every_blob_call_site_is_classified_and_still_exists():
+    calls = sdk_calls_in_app()
+    stale = {site for site in BLOB_CALL_SITES if site[0] not in calls.get(site[1], set())}
+    assert not stale, f"BLOB_CALL_SITES lists calls the code no longer makes: {sorted(stale)}"
 
 
 def test_the_permission_check_can_fail(table):
@@ -191,7 +245,7 @@ def test_bicep_deploys_the_table_for_every_scope_and_principal(table):
     module = (INFRA / "modules" / "role-assignments.bicep").read_text()
     assert "loadJsonContent('../roles.json')" in module
     for scope in {g["scope"] for g in table["grants"]}:
-        kind = "container:" if scope.startswith("container:") else scope
+        kind = {"container": "container:", "queue": "queue:"}.get(scope.split(":")[0], scope)
         assert f"'{kind}'" in module, f"role-assignments.bicep deploys no grants for scope {scope}"
     roles_module = parse(MAIN)["modules"]["roles"]["config"]["params"]
     assert set(roles_module["principalIds"]) == set(PRINCIPALS)
