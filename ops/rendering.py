@@ -22,7 +22,6 @@ from shared.ledger import LedgerRow
 from shared.log import scrub
 from shared.settings import Settings
 
-from . import pool_advice
 from .queries import detail, state_text
 from .reports import FailureEntry, FilesReport, PoolReport
 from .resubmit import ResubmitOutcome, ResubmitResult
@@ -129,9 +128,8 @@ def _field_table(title: str) -> Table:
 
 
 def show_pool(out: Output, report: PoolReport) -> None:
-    problems = pool_advice.explain(report.pool, report.node_counts)
     if out.as_json:
-        out.json({**asdict(report), "problems": problems})
+        out.json(asdict(report))
         return
     if report.pool is None:
         out.line(f"pool {report.pool_id} does not exist yet (the first upload creates it)", "yellow")
@@ -151,8 +149,6 @@ def show_pool(out: Output, report: PoolReport) -> None:
             table.add_row(f"{kind.replace('_', '-')} by state", _cell(_counts_text(counts)))
         for error in p["resize_errors"]:
             table.add_row(Text("resize error", style="red"), _cell(error))
-        for problem in problems:
-            table.add_row(Text("what it means", style="red"), _cell(problem))
         out.table(table)
     if report.task_counts is None:
         out.line(f"job {report.job_id} does not exist yet (the first upload creates it)", "yellow")

@@ -18,7 +18,7 @@ from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobServiceClient
 
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 # Bounded pipeline retries: azure-core's default (10 tries, up to 120 s apart) could outlast
 # the 5-minute function timeout; 4 tries with backoff capped at 20 s stays near a minute.
@@ -32,21 +32,51 @@ class Clients:
     blob_service: BlobServiceClient
     ledger_table: TableClient
     batch: BatchClient
+    # Completion events' sinks (EVENTS_SINK): an azure-storage-queue QueueClient, an azure-eventgrid
+    # EventGridPublisherClient; None when that sink is off.
+    events_queue: Any = None
+    events_topic: Any = None
 
 
 def build_clients(settings: Settings, client_options: Mapping[str, Any] | None = None) -> Clients:
     """`client_options` are passed to every SDK client (tests pass a counting `transport`)."""
     options = dict(client_options or {})
     credential = _token_credential(settings) if _needs_token(settings) else None
+    if settings.events.topic_endpoint is not None and credential is None:
+        credential = _token_credential(settings)   # the topic takes Entra ID only (local auth is off)
     return Clients(
         blob_service=_blob_service(settings, credential, options),
         ledger_table=_ledger_table(settings, credential, options),
         batch=_batch(settings, credential, options),
+        events_queue=_events_queue(settings, credential, options) if settings.events.queue else None,
+        events_topic=_events_topic(settings, credential, options) if settings.events.topic_endpoint else None,
     )
 
 
 def _needs_token(settings: Settings) -> bool:
     return settings.storage.uses_identity or settings.batch_account_key is None
+
+
+def _events_queue(settings: Settings, credential: TokenCredential | None, options: dict[str, Any]) -> Any:
+    # Imported here: only a process that publishes to a queue needs azure-storage-queue loaded.
+    from azure.storage.queue import QueueClient
+
+    kwargs = _storage_kwargs(settings, options)
+    assert settings.events.queue is not None
+    if settings.storage.connection_string is not None:
+        return QueueClient.from_connection_string(settings.storage.connection_string, settings.events.queue, **kwargs)
+    if settings.storage.queue_service_uri is None:
+        raise SettingsError("MEDIA_STORAGE__queueServiceUri", "EVENTS_SINK publishes to a storage queue: set the "
+                                                               "queue service URI")
+    return QueueClient(settings.storage.queue_service_uri, settings.events.queue, credential=credential, **kwargs)
+
+
+def _events_topic(settings: Settings, credential: TokenCredential | None, options: dict[str, Any]) -> Any:
+    from azure.eventgrid import EventGridPublisherClient
+
+    assert settings.events.topic_endpoint is not None and credential is not None
+    return EventGridPublisherClient(settings.events.topic_endpoint, credential,
+                                    **{**_STORAGE_RETRY, **_TIMEOUTS, **options})
 
 
 def _token_credential(settings: Settings) -> TokenCredential:

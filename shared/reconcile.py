@@ -9,7 +9,8 @@ One run:
 3. Read the ledger rows of the listed tasks (point reads for a few, one partition scan for many;
    rows this process wrote recently are known without a read), compute each row's new values, and
    write the changed ones in entity-group transactions of at most 100 operations (one partition:
-   the job id). Updates are conditional on the ETag read, and never move a row back to an older
+   the job id; a row going final brings its completion event's outbox marker into the same
+   transaction). Updates are conditional on the ETag read, and never move a row back to an older
    task transition, so an overlapping tick cannot regress a row. A task with no row (submitted by
    an earlier deployment, or its ledger write was lost) is adopted: its origin is read from the
    task itself and a full row is written.
@@ -173,6 +174,8 @@ class Reconciler:
                 else:
                     writes.append((task, write))
             failed: list[TaskSnapshot] = []
+            # A row going final brings its completion event's outbox marker along; Ledger.commit splits a batch
+            # that no longer fits one transaction (each row stays with its marker).
             for start in range(0, len(writes), MAX_TRANSACTION):
                 batch = writes[start:start + MAX_TRANSACTION]
                 error = self._ledger.commit([w for _, w in batch])

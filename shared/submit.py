@@ -8,19 +8,21 @@ the SDK's retries) raise, and then the host's bounded retry is the right respons
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 from datetime import datetime, timedelta
 
 from . import naming
+from . import options as conversion_options
 from .access import NodeAccess
 from .batch_types import SubmitBatch
 from .batch_types import AddOutcome, TaskRejected
 from .clock import Clock, utc_now
 from .ledger import LedgerRow, State
 from .log import event, get_logger
+from .options import ConversionOptions, OptionProblem
 from .task_spec import TaskLimits, TaskRequest, build_task
 
 _log = get_logger("submit")
@@ -49,6 +51,9 @@ class BlobVersion:
     content_type: str | None = None
     version_id: str | None = None   # set where the account keeps blob versions: the task reads exactly this one
     modified: datetime | None = None  # when this version was written (Last-Modified)
+    # The version's metadata (its per-file options, shared/options.py); None: not read yet (a listing without
+    # metadata) - the submitter reads this version's own before deciding.
+    metadata: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class Submitter:
     def __init__(self, *, batch: SubmitBatch, ledger: LedgerStore, access: NodeAccess, job_id: str,
                  limits: TaskLimits, clock: Clock = utc_now,
                  input_exists: Callable[[str, str], bool] = lambda container, name: True,
-                 max_input_bytes: int | None = None) -> None:
+                 max_input_bytes: int | None = None,
+                 read_metadata: Callable[[BlobVersion], Mapping[str, str] | None] = lambda blob: {}) -> None:
         self._batch = batch
         self._ledger = ledger
         self._access = access
@@ -73,6 +79,7 @@ class Submitter:
         self._clock = clock
         self._input_exists = input_exists  # only asked when another input claims the same MP3
         self._max_input_bytes = max_input_bytes
+        self._read_metadata = read_metadata  # this exact version's metadata, None when it is gone or replaced
 
     def handle(self, blob: BlobVersion) -> Outcome:
         row_key = naming.task_id(blob.name, blob.etag or "")
@@ -89,18 +96,39 @@ class Submitter:
             return self._not_submitted(blob, row_key, State.REJECTED, (
                 f"the upload is {blob.size / 1024**3:.1f} GiB; this service converts up to "
                 f"{self._max_input_bytes / 1024**3:.1f} GiB (MAX_INPUT_BYTES: a node's disk holds the input and the MP3)"))
-        return self._submit(blob, row_key)
+        metadata = blob.metadata if blob.metadata is not None else self._read_metadata(blob)
+        if metadata is None:
+            return self._not_submitted(blob, row_key, State.SKIPPED,
+                                       "the upload was replaced or deleted before it could be submitted")
+        chosen = self._options(metadata)
+        if isinstance(chosen, OptionProblem):
+            return self._not_submitted(blob, row_key, State.REJECTED, chosen.reason)
+        return self._submit(blob, row_key, chosen)
 
-    def add_task(self, blob: BlobVersion) -> AddOutcome:
+    def add_task(self, blob: BlobVersion, options: ConversionOptions | None = None) -> AddOutcome:
         """Add (or add again) the task of a valid MP4 version, with fresh storage access; no ledger write.
-        Raises TaskRejected when Batch refuses the task itself."""
+        `options` None: the version's own metadata's (a re-add reads the same version, so the same options).
+        Raises TaskRejected when Batch refuses the task itself, or the version's options are invalid."""
         assert blob.etag is not None
+        if options is None:
+            chosen = self._options(blob.metadata or {})
+            if isinstance(chosen, OptionProblem):
+                raise TaskRejected(None, chosen.reason)
+            options = chosen
         request = TaskRequest(task_id=naming.task_id(blob.name, blob.etag), input_container=blob.container,
-                              input_name=blob.name, input_etag=blob.etag, output_name=naming.output_name(blob.name))
+                              input_name=blob.name, input_etag=blob.etag, output_name=naming.output_name(blob.name),
+                              options=options)
         return self._batch.add_task(build_task(request, self._access.for_blob(blob.container, blob.name, blob.version_id),
                                                self._limits))
 
-    def _submit(self, blob: BlobVersion, task_id: str) -> Outcome:
+    def _options(self, metadata: Mapping[str, str]) -> ConversionOptions | OptionProblem:
+        """The options the metadata asks for, unset ones from the app's settings (MP3_QUALITY). The task id does
+        not include them: metadata belongs to the blob version (any change to it makes a new ETag), so (name,
+        ETag) already names them, and a settings change does not make an already-seen version new work."""
+        chosen = conversion_options.from_metadata(metadata)
+        return chosen.resolved(self._limits.mp3_quality) if isinstance(chosen, ConversionOptions) else chosen
+
+    def _submit(self, blob: BlobVersion, task_id: str, options: ConversionOptions) -> Outcome:
         output_name = naming.output_name(blob.name)
         name = naming.printable_name(blob.name)
         # The read names the input and output in its URL: a very long multibyte name would not fit a request.
@@ -113,12 +141,12 @@ class Submitter:
                 f"its MP3 {output_name!r} is already written for the input {twin!r} (names that differ only in "
                 "the extension's case make the same MP3); rename one of them"))
         try:
-            added = self.add_task(blob)
+            added = self.add_task(blob, options)
         except TaskRejected as exc:
             return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
-        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id))
+        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id, options))
         event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
-              etag=blob.etag, size=blob.size, output_name=output_name, task=added.value,
+              etag=blob.etag, size=blob.size, output_name=output_name, task=added.value, options=options.canonical(),
               ledger_row="inserted" if written else "existing")
         self._supersede_older_versions(blob, name, task_id, related)
         return Outcome(State.QUEUED, task_id, None, added, written)
@@ -159,12 +187,13 @@ class Submitter:
         return Outcome(state, row_key, reason, None, written)
 
     def _row(self, blob: BlobVersion, row_key: str, state: State, reason: str | None,
-             output: str | None, task_id: str | None) -> LedgerRow:
+             output: str | None, task_id: str | None, options: ConversionOptions | None = None) -> LedgerRow:
         return LedgerRow(job_id=self._job_id, row_key=row_key, state=state, input_container=blob.container,
                          input_name=naming.printable_name(blob.name), input_etag=blob.etag, input_size=blob.size,
                          input_content_type=blob.content_type, input_version_id=blob.version_id,
                          output_name=output, task_id=task_id,
-                         recorded_at=self._clock(), reason=reason)
+                         recorded_at=self._clock(), reason=reason,
+                         options=options.canonical() if options is not None else None)
 
 
 def limits_from(mp3_quality: int, max_retries: int, max_wall_clock_minutes: int) -> TaskLimits:

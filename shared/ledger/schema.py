@@ -19,6 +19,15 @@ WATERMARK_ROW = "watermark"
 # Uploads whose trigger failed (Batch or storage unreachable): one marker each, retried by the tick.
 PENDING_PARTITION = "~pending"
 MAX_TRANSACTION = 100        # entity-group transaction limit (one partition)
+# Completion events' outbox (shared/events.py, docs/events.md): a marker row per file row that went final and
+# whose event is not published yet, in the job's own partition so it is written in the same transaction as
+# the row. Its RowKey is the prefix + the file's RowKey: '~' sorts after every task id character, so markers
+# are one key range at the end of the partition (read without scanning file rows), and file rows are the
+# keys below '~' (FILE_ROWS_BELOW).
+OUTBOX_PREFIX = "~event-"
+FILE_ROWS_BELOW = "~"
+# Writes a caller may hand `Ledger.commit` at once: each may bring its outbox marker into the transaction.
+MAX_ROWS_PER_COMMIT = MAX_TRANSACTION // 2
 
 
 class State(str, enum.Enum):
@@ -31,6 +40,8 @@ class State(str, enum.Enum):
 
 
 FINAL_STATES = frozenset({State.SUCCEEDED.value, State.FAILED.value})
+# Every terminal outcome of an upload: each yields one completion event.
+OUTCOME_STATES = frozenset({State.SUCCEEDED.value, State.FAILED.value, State.SKIPPED.value, State.REJECTED.value})
 
 
 class Col:
@@ -44,6 +55,7 @@ class Col:
     INPUT_SIZE = "InputSize"
     INPUT_CONTENT_TYPE = "InputContentType"
     INPUT_VERSION_ID = "InputVersionId"     # where the account keeps blob versions: the version converted
+    OPTIONS = "Options"                     # the conversion options used (shared/options.py canonical text)
     OUTPUT_NAME = "OutputName"
     TASK_ID = "TaskId"
     JOB_ID = "JobId"
@@ -75,6 +87,13 @@ class Col:
     PENDING_SINCE = "PendingSince"
     # The watermark row's one column:
     WATERMARK = "Watermark"
+    # What was published for the row (shared/events.py): the event's id, when, and to which sinks:
+    EVENT_ID = "EventId"
+    EVENT_PUBLISHED_AT = "EventPublishedAt"
+    EVENT_SINKS = "EventSinks"
+    # An outbox marker's columns: the file row it stands for and the outcome it went final with:
+    EVENT_ROW = "EventRow"
+    EVENT_OUTCOME = "EventOutcome"
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,10 @@ class LedgerRow:
     ffmpeg_error: str | None = None     # the reason read from the task's uploaded log
     retries: int | None = None
     resubmits: int = 0
+    options: str | None = None          # shared/options.py canonical text of the options used
+    output_url: str | None = None
+    event_id: str | None = None         # the completion event published for this row, if any
+    event_published_at: datetime | None = None
     etag: str | None = field(default=None, repr=False, compare=False)
 
     def to_entity(self) -> dict[str, Any]:
@@ -126,6 +149,7 @@ class LedgerRow:
             Col.TASK_ID: self.task_id,
             Col.REASON: self.reason,
             Col.INPUT_VERSION_ID: self.input_version_id,
+            Col.OPTIONS: self.options,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         if self.input_size is not None:
@@ -159,7 +183,9 @@ class LedgerRow:
             failure_category=text(Col.FAILURE_CATEGORY), failure_code=text(Col.FAILURE_CODE),
             failure_message=text(Col.FAILURE_MESSAGE), ffmpeg_error=text(Col.FFMPEG_ERROR),
             retries=int(retries) if retries is not None else None,
-            resubmits=int(resubmits) if resubmits is not None else 0, etag=etag)
+            resubmits=int(resubmits) if resubmits is not None else 0, options=text(Col.OPTIONS),
+            output_url=text(Col.OUTPUT_URL), event_id=text(Col.EVENT_ID),
+            event_published_at=_moment(entity.get(Col.EVENT_PUBLISHED_AT)), etag=etag)
 
 
 _STATES = {s.value for s in State}

@@ -19,6 +19,8 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from .schema import (
     MAX_TRANSACTION,
+    OUTBOX_PREFIX,
+    OUTCOME_STATES,
     PENDING_PARTITION,
     STATUS_PARTITION,
     SUMMARY_ROW,
@@ -38,17 +40,31 @@ def _stored(entity: Any) -> StoredRow:
     return StoredRow(dict(entity), entity.metadata.get("etag"))
 
 
-class Ledger:
-    """The ledger table of one job, over the process's one `TableClient`."""
+_OUTBOX_END = OUTBOX_PREFIX[:-1] + chr(ord(OUTBOX_PREFIX[-1]) + 1)
 
-    def __init__(self, table: TableClient, job_id: str) -> None:
+
+class Ledger:
+    """The ledger table of one job, over the process's one `TableClient`.
+
+    `outbox`: completion events are on (EVENTS_SINK is not `none`): every write that makes a file row final
+    carries its outbox marker in the same transaction."""
+
+    def __init__(self, table: TableClient, job_id: str, *, outbox: bool = False) -> None:
         self._table = table
         self.job_id = job_id
+        self.outbox = outbox
         self._create_lock = threading.Lock()
 
     def record(self, row: LedgerRow) -> bool:
+        """Insert the row; False when a row for that blob version already exists. A row that is final at once
+        (skipped, rejected) is inserted together with its outbox marker, atomically."""
+        entity = row.to_entity()
+        marker = self._marker_for(entity)
         try:
-            self._insert(row.to_entity())
+            if marker is None:
+                self._insert(entity)
+            else:
+                self._transact([("create", entity), ("upsert", marker, {"mode": UpdateMode.REPLACE})])
             return True
         except ResourceExistsError:
             return False
@@ -157,23 +173,96 @@ class Ledger:
 
     # -- writes -------------------------------------------------------------------------------------
     def commit(self, writes: Sequence[RowWrite]) -> str | None:
-        """Write up to 100 rows of this job's partition atomically; None on success, else why not
-        (412: a row changed since it was read; 404: a row was deleted): the caller re-reads and redoes."""
+        """Write rows of this job's partition in entity-group transactions; None on success, else why not
+        (412: a row changed since it was read; 404: a row was deleted): the caller re-reads and redoes.
+
+        A write that makes a row final carries its outbox marker in the same transaction. Up to
+        MAX_ROWS_PER_COMMIT writes always fit one transaction; more (up to 100) may take two."""
         assert len(writes) <= MAX_TRANSACTION
-        operations = [(w.kind, w.entity, {"mode": UpdateMode.MERGE, "etag": w.etag,
-                                          "match_condition": MatchConditions.IfNotModified})
-                      if w.kind == "update" else (w.kind, w.entity, {"mode": UpdateMode.MERGE}) for w in writes]
+        groups: list[list[tuple]] = []
+        for w in writes:
+            op = (w.kind, w.entity, {"mode": UpdateMode.MERGE, "etag": w.etag,
+                                     "match_condition": MatchConditions.IfNotModified}) \
+                if w.kind == "update" else (w.kind, w.entity, {"mode": UpdateMode.MERGE})
+            marker = self._marker_for(w.entity)
+            groups.append([op] if marker is None else [op, ("upsert", marker, {"mode": UpdateMode.REPLACE})])
+        batch: list[tuple] = []
+        for group in groups:
+            if len(batch) + len(group) > MAX_TRANSACTION:
+                error = self._try_transact(batch)
+                if error is not None:
+                    return error
+                batch = []
+            batch.extend(group)
+        return self._try_transact(batch) if batch else None
+
+    # -- completion events' outbox (shared/events.py) -----------------------------------------------------
+    def _marker_for(self, entity: dict[str, Any]) -> dict[str, Any] | None:
+        """The outbox marker a write brings along: only for a file row it makes final, only with events on."""
+        state = entity.get(Col.STATE)
+        if not self.outbox or state not in OUTCOME_STATES or entity.get("PartitionKey") != self.job_id:
+            return None
+        marker = {"PartitionKey": self.job_id, "RowKey": OUTBOX_PREFIX + entity["RowKey"],
+                  Col.EVENT_ROW: entity["RowKey"], Col.EVENT_OUTCOME: state}
+        if entity.get(Col.UPDATED_AT) is not None:
+            marker[Col.UPDATED_AT] = entity[Col.UPDATED_AT]
+        return marker
+
+    def outbox_page(self, limit: int) -> list[StoredRow]:
+        """Up to `limit` outbox markers: one read of the marker key range, never of the file rows."""
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        try:
+            pages = self._table.query_entities(query, parameters={"pk": self.job_id, "lo": OUTBOX_PREFIX,
+                                                                  "hi": _OUTBOX_END},
+                                               results_per_page=limit).by_page()
+            return [_stored(e) for e in next(pages, [])][:limit]
+        except ResourceNotFoundError:
+            return []
+
+    def settle_event(self, marker: StoredRow, columns: dict[str, Any]) -> bool:
+        """Record what was published on the file row and delete its marker, in one transaction; False when the
+        marker changed since it was read (the row went final again: its new event is still to publish)."""
+        row_key = marker.entity[Col.EVENT_ROW]
+        try:
+            self._table.submit_transaction([
+                ("update", {"PartitionKey": self.job_id, "RowKey": row_key, **columns}, {"mode": UpdateMode.MERGE}),
+                ("delete", {"PartitionKey": self.job_id, "RowKey": marker.entity["RowKey"]},
+                 {"etag": marker.etag, "match_condition": MatchConditions.IfNotModified}),
+            ])
+            return True
+        except (TableTransactionError, ResourceNotFoundError, ResourceModifiedError):
+            return False
+
+    def drop_marker(self, marker: StoredRow) -> None:
+        """Delete a marker whose row is no longer final (run again) or gone, unless it changed since read."""
+        try:
+            self._table.delete_entity(self.job_id, marker.entity["RowKey"], etag=marker.etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+
+    def _try_transact(self, operations: list[tuple]) -> str | None:
+        try:
+            self._transact(operations)
+            return None
+        except (TableTransactionError, ResourceNotFoundError, ResourceExistsError) as exc:
+            return str(getattr(exc, "error_code", None) or exc.status_code)
+
+    def _transact(self, operations: list[tuple]) -> None:
+        """One entity-group transaction, creating the table once if it is missing. An insert that finds its
+        row raises ResourceExistsError, as a single insert would."""
         for attempt in (1, 2):
             try:
                 self._table.submit_transaction(operations)
-                return None
+                return
             except (TableTransactionError, ResourceNotFoundError) as exc:
                 code = str(getattr(exc, "error_code", None) or exc.status_code)
+                if isinstance(exc, TableTransactionError) and "EntityAlreadyExists" in code:
+                    raise ResourceExistsError(code) from exc
                 table_missing = isinstance(exc, ResourceNotFoundError) or "TableNotFound" in code
                 if attempt == 2 or exc.status_code != 404 or not table_missing:
-                    return code
+                    raise
                 self._create_table()
-        return "TableNotFound"
 
     def replace(self, entity: dict[str, Any], etag: str | None) -> str:
         """Replace a row if unchanged since `etag` was read; the new ETag. Raises RowChanged."""

@@ -206,3 +206,59 @@ def test_an_upload_larger_than_the_node_disk_allows_is_rejected_with_its_size(pa
     assert outcome.state is State.REJECTED and gateway.calls == []
     assert "20.0 GiB" in outcome.reason and "10.0 GiB" in outcome.reason and "MAX_INPUT_BYTES" in outcome.reason
     assert capped.handle(blob("fits.mp4", size=10 * 1024**3)).state is State.QUEUED
+
+
+def with_meta(name: str, metadata: dict | None, etag: str = ETAG) -> BlobVersion:
+    return BlobVersion(container="input", name=name, etag=etag, size=1000, content_type="video/mp4", metadata=metadata)
+
+
+def test_per_file_options_reach_the_task_and_the_row(parts):
+    submitter, gateway, ledger, _ = parts
+    outcome = submitter.handle(with_meta("a.mp4", {"mp3_bitrate": "64k", "mp3_channels": "1", "owner": "x"}))
+    task = gateway.tasks[outcome.row_key.lower()]
+    assert "-b:a 64k -ac 1 -f mp3" in task.command_line and "-q:a" not in task.command_line
+    assert ledger.rows[("jobs", outcome.row_key)].options == "mp3_bitrate=64k,mp3_channels=1,mp3_loudnorm=false"
+    default = submitter.handle(with_meta("b.mp4", {}))
+    assert ledger.rows[("jobs", default.row_key)].options == "mp3_quality=2,mp3_loudnorm=false"  # MP3_QUALITY
+
+
+def test_an_invalid_option_is_rejected_naming_the_key_and_its_allowed_values_and_adds_no_task(parts):
+    submitter, gateway, ledger, _ = parts
+    outcome = submitter.handle(with_meta("a.mp4", {"mp3_bitrate": "100k"}))
+    assert outcome.state is State.REJECTED and not gateway.tasks
+    assert "mp3_bitrate" in outcome.reason and "32k, 40k" in outcome.reason and "320k" in outcome.reason
+    assert ledger.rows[("jobs", outcome.row_key)].reason == outcome.reason
+
+
+def test_same_version_same_options_is_one_task(parts):
+    submitter, gateway, ledger, _ = parts
+    meta = {"mp3_quality": "5"}
+    first, second = submitter.handle(with_meta("a.mp4", meta)), submitter.handle(with_meta("a.mp4", dict(meta)))
+    assert first.row_key == second.row_key and second.task is AddOutcome.ALREADY_EXISTS
+    assert len(gateway.tasks) == 1 and len(ledger.rows) == 1
+
+
+def test_a_metadata_only_change_is_a_new_version_converted_again_with_its_options(parts):
+    """Documented choice (docs/events.md): Set Blob Metadata gives the blob a new ETag, so it is a new version
+    (its own task, row and event), converted with the options it now carries."""
+    submitter, gateway, ledger, _ = parts
+    first = submitter.handle(with_meta("a.mp4", {}, etag='"0x1"'))
+    second = submitter.handle(with_meta("a.mp4", {"mp3_bitrate": "96k"}, etag='"0x2"'))
+    assert first.row_key != second.row_key and len(gateway.tasks) == 2
+    assert "-b:a 96k" in gateway.tasks[second.row_key.lower()].command_line
+
+
+def test_a_listing_without_metadata_reads_that_versions_own(parts):
+    gateway, ledger, access = FakeBatch(), FakeLedger(), FakeAccess()
+    asked: list[str] = []
+
+    def read(version: BlobVersion):
+        asked.append(version.etag)
+        return {"mp3_channels": "2"} if version.etag == ETAG else None
+
+    submitter = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs",
+                          limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW, read_metadata=read)
+    ok = submitter.handle(blob("a.mp4"))
+    assert "-ac 2" in gateway.tasks[ok.row_key.lower()].command_line
+    gone = submitter.handle(blob("b.mp4", etag='"0xGONE"'))
+    assert gone.state is State.SKIPPED and "replaced or deleted" in gone.reason and asked == [ETAG, '"0xGONE"']

@@ -193,17 +193,3 @@ def test_listening_socket_disables_nagle() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
-
-
-def test_dev_start_passes_scale_mode_to_the_emulator() -> None:
-    """`./dev start --scale-mode` (devstack/cli.py) hands stack.start these variables; they reach the emulator."""
-    from devstack.batch_emulator.config import DEFAULT_ACCOUNT_KEY
-    from devstack.stack import emulator_launch
-
-    values = {"BATCH_ACCOUNT_URL": "http://127.0.0.1:10100", "BATCH_ACCOUNT_NAME": "devbatch",
-              "BATCH_ACCOUNT_KEY": DEFAULT_ACCOUNT_KEY}
-    args, env = emulator_launch(values, {"BATCH_EMULATOR_TASK_EXECUTION": "simulate",
-                                         "BATCH_EMULATOR_SIMULATED_DURATION": "fixed:2"})
-    assert "simulate" not in " ".join(args)
-    config = from_env(env)
-    assert config.simulates and config.simulated_duration == SimulatedDuration("fixed", 2.0, 0.0)
