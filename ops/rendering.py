@@ -22,6 +22,7 @@ from shared.ledger import LedgerRow
 from shared.log import scrub
 from shared.settings import Settings
 
+from . import pool_advice
 from .queries import detail, state_text
 from .reports import FailureEntry, FilesReport, PoolReport
 from .resubmit import ResubmitOutcome, ResubmitResult
@@ -128,8 +129,9 @@ def _field_table(title: str) -> Table:
 
 
 def show_pool(out: Output, report: PoolReport) -> None:
+    problems = pool_advice.explain(report.pool, report.node_counts)
     if out.as_json:
-        out.json(asdict(report))
+        out.json({**asdict(report), "problems": problems})
         return
     if report.pool is None:
         out.line(f"pool {report.pool_id} does not exist yet (the first upload creates it)", "yellow")
@@ -149,11 +151,14 @@ def show_pool(out: Output, report: PoolReport) -> None:
             table.add_row(f"{kind.replace('_', '-')} by state", _cell(_counts_text(counts)))
         for error in p["resize_errors"]:
             table.add_row(Text("resize error", style="red"), _cell(error))
+        for problem in problems:
+            table.add_row(Text("what it means", style="red"), _cell(problem))
         out.table(table)
-    if report.task_counts is None:
-        out.line(f"job {report.job_id} does not exist yet (the first upload creates it)", "yellow")
-    else:
-        out.line(f"job {report.job_id} tasks: {_counts_text(report.task_counts)}")
+    if not report.jobs:
+        out.line(f"no job {report.job_id}-… exists yet (the first upload of a period creates its job)", "yellow")
+    for job in report.jobs:
+        tasks = _counts_text(job["tasks"]) if job["tasks"] is not None else "gone"
+        out.line(f"job {job['id']} ({job['state']}) tasks: {tasks}")
     if not report.status_rows:
         out.line("no status row from the timer yet")
     for row in report.status_rows:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,9 +45,10 @@ class PoolReport:
     job_id: str
     pool: dict[str, Any] | None          # None: the pool does not exist (yet)
     node_counts: dict[str, dict[str, int]] | None
-    task_counts: dict[str, int] | None   # None: the job does not exist (yet)
+    task_counts: dict[str, int] | None   # over all our jobs; None: no job exists (yet)
     task_slot_counts: dict[str, int] | None
     status_rows: list[dict[str, Any]]
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # each period job: id, state, its task counts
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -104,11 +105,22 @@ def pool_report(service: Service, reader: LedgerReader) -> PoolReport:
         node_counts = {"dedicated": _node_count_fields(entry.dedicated if entry else None),
                        "low_priority": _node_count_fields(entry.low_priority if entry else None)}
     task_counts = slot_counts = None
-    result = service.batch.job_task_counts()  # None: the job is created lazily too
-    if result is not None:
-        task_counts, slot_counts = _count_fields(result.task_counts), _count_fields(result.task_slot_counts)
+    jobs = []
+    for job in service.batch.our_jobs():  # none: jobs are created lazily by the first upload of a period
+        result = service.batch.job_task_counts(job.job_id)
+        tasks = _count_fields(result.task_counts) if result is not None else None
+        jobs.append({"id": job.job_id, "state": job.state, "tasks": tasks})
+        if result is not None:
+            task_counts = _add(task_counts, tasks)
+            slot_counts = _add(slot_counts, _count_fields(result.task_slot_counts))
     return PoolReport(settings.pool_id, settings.job_id, _pool_fields(pool) if pool is not None else None,
-                      node_counts, task_counts, slot_counts, reader.status_rows())
+                      node_counts, task_counts, slot_counts, reader.status_rows(), jobs)
+
+
+def _add(total: dict[str, int] | None, counts: dict[str, int] | None) -> dict[str, int] | None:
+    if counts is None:
+        return total
+    return {k: (total or {}).get(k, 0) + v for k, v in counts.items()}
 
 
 # -- failures ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from shared.batch_types import AddOutcome, BatchUnavailable
 from shared.clock import utc_now
 from shared.ledger import LedgerRow, RowChanged, State, StoredRow
 from shared.runtime import Service
+from shared.submit import BlobVersion
 from shared.trigger import blob_version
 
 from .queries import LedgerReader, detail, newest_first, state_text
@@ -100,7 +101,7 @@ class Resubmitter:
             return self._result(entry, ResubmitOutcome.SUPERSEDED,
                                 f"the blob was uploaded again since; the new version is task {newer}; not resubmitted")
         task_id = entry.task_id or entry.row_key
-        busy = self._service.batch.task_state(task_id)
+        busy = self._service.batch.task_state(entry.task_job, task_id)
         if busy not in (None, "completed"):
             return self._result(entry, ResubmitOutcome.TASK_BUSY, f"task is still {busy} in Batch; not resubmitted")
         # The row as it is now, to put back if the task cannot be added again.
@@ -108,11 +109,11 @@ class Resubmitter:
         if original is None:
             return self._result(entry, ResubmitOutcome.ERROR, _ROW_CHANGED)
         try:
-            reset_etag = self._reset_row(entry, version.size, version.content_type)
+            reset_etag = self._reset_row(entry, version)
         except RowChanged:
             return self._result(entry, ResubmitOutcome.ERROR, _ROW_CHANGED)
         try:
-            self._service.batch.delete_task(task_id)
+            self._service.batch.delete_task(entry.task_job, task_id)
             self._service.ensure_output_containers()
             outcome = self._service.submitter.handle(version)
         except (BatchUnavailable, HttpResponseError) as exc:
@@ -128,9 +129,11 @@ class Resubmitter:
     def _result(self, entry: LedgerRow, outcome: ResubmitOutcome, text: str) -> ResubmitResult:
         return ResubmitResult(entry.input_name, entry.task_id or entry.row_key, outcome, text)
 
-    def _reset_row(self, entry: LedgerRow, size: int | None, content_type: str | None) -> str:
+    def _reset_row(self, entry: LedgerRow, version: BlobVersion) -> str:
         """Replace the row with the one the trigger writes at submit; returns the new ETag. Raises RowChanged."""
-        row = LedgerRow(job_id=self._service.settings.job_id, row_key=entry.row_key, state=State.QUEUED,
+        size, content_type = version.size, version.content_type
+        row = LedgerRow(job_id=self._service.settings.job_id, batch_job_id=self._service.submitter.job_for(version),
+                        row_key=entry.row_key, state=State.QUEUED,
                         input_container=entry.input_container, input_name=entry.input_name,
                         input_etag=entry.input_etag, input_size=size if size is not None else entry.input_size,
                         input_content_type=content_type or entry.input_content_type,

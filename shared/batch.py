@@ -1,12 +1,15 @@
 """Every Batch call the app makes, on the process's one `BatchClient`; reads come back as plain values.
 
-Submit side (`SubmitBatch`): one call per upload in steady state (add task). The pool and job are
-created lazily and idempotently the first time a process submits (PoolExists / JobExists count as
-success) and the outcome is cached; a JobNotFound later (someone deleted the job) clears the cache and
-retries once. TaskExists is success too: a duplicate trigger of the same blob version is a no-op.
+Submit side (`SubmitBatch`): one call per upload in steady state (add task). Tasks go to the job of
+their period (shared/job_periods.py). The pool and each period's job are created lazily and
+idempotently the first time a process submits to them (PoolExists / JobExists count as success) and
+the outcome is cached; a JobNotFound later (someone deleted the job, or it was retired and a late
+upload of its period arrives) clears the cache and retries once. TaskExists is success too: a
+duplicate trigger of the same blob version is a no-op.
 
-Timer side (`TimerBatch`): changed tasks since a watermark ($filter + $select, 1000 a page), task
-counts, the pool and its nodes, and the pool actions. A refused pool action raises `PoolActionRefused`
+Timer side (`TimerBatch`): our jobs (one List Jobs call), changed tasks since a watermark in each
+($filter + $select, 1000 a page), task counts, job deletion, the pool and its nodes, and the pool
+actions. A refused pool action raises `PoolActionRefused`
 with the service's error code (409 PoolBeingResized, 503 TooManyEnableAutoScaleRequests...): the timer
 logs it and the next tick decides again.
 
@@ -40,12 +43,14 @@ from .batch_types import (
     PoolActionRefused,
     PoolNotProvisioned,
     PoolView,
+    JobView,
     TaskCounts,
     TaskOrigin,
     TaskRejected,
     TaskSnapshot,
     error_code,
 )
+from .job_periods import JobPeriods
 from .log import event, get_logger, scrub
 from .settings import NodePriority
 
@@ -71,14 +76,14 @@ def odata_datetime(moment: datetime) -> str:
 class AzureBatch:
     """Both sides over one client. `pool_factory`/`job_factory` are only needed to submit."""
 
-    def __init__(self, client: BatchClient, *, pool_id: str, job_id: str,
+    def __init__(self, client: BatchClient, *, pool_id: str, jobs: JobPeriods,
                  pool_factory: Callable[[], batch_models.BatchPoolCreateOptions] | None = None,
-                 job_factory: Callable[[], batch_models.BatchJobCreateOptions] | None = None,
+                 job_factory: Callable[[str], batch_models.BatchJobCreateOptions] | None = None,
                  pool_managed_externally: bool = False, priority: NodePriority = NodePriority.DEDICATED,
                  autoscale_formula: str = "", autoscale_interval: timedelta = timedelta(minutes=5)) -> None:
         self._client = client
         self.pool_id = pool_id
-        self.job_id = job_id
+        self.jobs = jobs
         self._pool_factory = pool_factory
         self._job_factory = job_factory
         self._pool_managed_externally = pool_managed_externally
@@ -86,27 +91,28 @@ class AzureBatch:
         self._formula = autoscale_formula
         self._interval = autoscale_interval
         self._pool_ready = False
-        self._job_ready = False
+        self._ready_jobs: set[str] = set()
         self._lock = threading.Lock()
 
     # -- submit -----------------------------------------------------------------------------------
-    def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome:
-        self._ensure_ready()
+    def add_task(self, task: batch_models.BatchTaskCreateOptions, job_id: str) -> AddOutcome:
+        self._ensure_ready(job_id)
         try:
-            return self._create_task(task)
+            return self._create_task(task, job_id)
         except ResourceNotFoundError as exc:
             if error_code(exc) not in ("JobNotFound", None):
                 raise BatchUnavailable(f"create task failed: {error_code(exc)}") from exc
             # The cached 'job exists' went stale; recreate once, then give up to the host's retry.
-            event(_log, logging.WARNING, "batch.job_missing", job_id=self.job_id, task_id=task.id)
+            event(_log, logging.WARNING, "batch.job_missing", job_id=job_id, task_id=task.id)
             with self._lock:
-                self._pool_ready = self._job_ready = False
-            self._ensure_ready()
-            return self._create_task(task)
+                self._pool_ready = False
+                self._ready_jobs.discard(job_id)
+            self._ensure_ready(job_id)
+            return self._create_task(task, job_id)
 
-    def _create_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome:
+    def _create_task(self, task: batch_models.BatchTaskCreateOptions, job_id: str) -> AddOutcome:
         try:
-            self._client.create_task(self.job_id, task)
+            self._client.create_task(job_id, task)
             return AddOutcome.CREATED
         except ResourceExistsError as exc:
             if error_code(exc) == "TaskExists":
@@ -124,28 +130,34 @@ class AzureBatch:
                 raise TaskRejected(error_code(exc), scrub(str(detail).splitlines()[0] if detail else "")) from exc
             raise BatchUnavailable(f"create task failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
-    # -- the standing job ------------------------------------------------------------------------------
-    def job_state(self) -> str | None:
-        """'active', 'disabled', 'terminating', 'completed', 'deleting'...; None when there is no job."""
-        try:
-            return batch_types.enum_text(self._client.get_job(self.job_id, select=["id", "state"]).state)
-        except ResourceNotFoundError:
-            return None
+    # -- the period jobs --------------------------------------------------------------------------------
+    def our_jobs(self) -> list[JobView]:
+        """Our jobs in the account, oldest period first: one List Jobs call ($select id, state)."""
+        found = []
+        for job in self._client.list_jobs(select=["id", "state"]):
+            end = self.jobs.period_end(job.id or "")
+            if end is not None:
+                found.append(JobView(job.id or "", batch_types.enum_text(job.state) or "", end))
+        return sorted(found, key=lambda view: (view.period_end, view.job_id))
 
-    def delete_job(self) -> None:
+    def delete_job(self, job_id: str) -> None:
         """Delete the job (and its tasks): one DELETE (202); the public begin_delete_job would poll for minutes."""
+        with self._lock:
+            self._ready_jobs.discard(job_id)
         try:
-            self._send("DELETE", f"/jobs/{quote(self.job_id, safe='')}")
+            self._send("DELETE", f"/jobs/{quote(job_id, safe='')}")
+        except ResourceNotFoundError:
+            return  # already gone
         except HttpResponseError as exc:
             raise BatchUnavailable(f"delete job failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
-    def terminate_task(self, task_id: str) -> bool:
+    def terminate_task(self, job_id: str, task_id: str) -> bool:
         """Stop a queued or running task; False when it already completed or no longer exists.
 
         A terminated task completes with failureInfo TaskEnded and never uploads its outputs (their
         uploadCondition is tasksuccess), so a superseded version cannot overwrite a newer MP3."""
         try:
-            self._client.terminate_task(self.job_id, task_id)
+            self._client.terminate_task(job_id, task_id)
             return True
         except ResourceNotFoundError:  # TaskNotFound / JobNotFound: nothing left to stop
             return False
@@ -154,14 +166,14 @@ class AzureBatch:
                 return False
             raise BatchUnavailable(f"terminate task failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
-    def _ensure_ready(self) -> None:
-        if self._pool_ready and self._job_ready:
+    def _ensure_ready(self, job_id: str) -> None:
+        if self._pool_ready and job_id in self._ready_jobs:
             return
         with self._lock:
             if not self._pool_ready:
                 self._ensure_pool()
-            if not self._job_ready:
-                self._ensure_job()
+            if job_id not in self._ready_jobs:
+                self._ensure_job(job_id)
 
     def _ensure_pool(self) -> None:
         if self._pool_managed_externally:
@@ -178,15 +190,18 @@ class AzureBatch:
             self._create("pool", lambda: self._client.create_pool(self._pool_factory()), "PoolExists")
         self._pool_ready = True
 
-    def _ensure_job(self) -> None:
+    def _ensure_job(self, job_id: str) -> None:
         assert self._job_factory is not None, "submitting needs a job_factory"
-        self._create("job", lambda: self._client.create_job(self._job_factory()), "JobExists")
-        self._job_ready = True
+        factory = self._job_factory
+        self._create("job", lambda: self._client.create_job(factory(job_id)), "JobExists", job_id=job_id)
+        if len(self._ready_jobs) > 64:  # a long-lived worker sees a job per period: keep the set small
+            self._ready_jobs.clear()
+        self._ready_jobs.add(job_id)
 
-    def _create(self, kind: str, call: Callable[[], None], exists_code: str) -> None:
+    def _create(self, kind: str, call: Callable[[], None], exists_code: str, job_id: str | None = None) -> None:
         try:
             call()
-            event(_log, logging.INFO, f"batch.{kind}_created", pool_id=self.pool_id, job_id=self.job_id)
+            event(_log, logging.INFO, f"batch.{kind}_created", pool_id=self.pool_id, job_id=job_id)
         except ResourceExistsError as exc:
             if error_code(exc) != exists_code:  # e.g. PoolBeingDeleted
                 raise BatchUnavailable(f"create {kind} refused: {error_code(exc)}") from exc
@@ -194,65 +209,55 @@ class AzureBatch:
             raise BatchUnavailable(f"create {kind} failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
     # -- tasks, read by the timer ---------------------------------------------------------------------
-    def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]:
-        """Tasks whose state changed at or after `since` (every task when None), $select-ed, paged."""
+    def list_task_changes(self, job_ids: list[str], since: datetime | None) -> Iterator[TaskSnapshot]:
+        """Tasks of these jobs whose state changed at or after `since` (every task when None), $select-ed, paged."""
         task_filter = f"stateTransitionTime ge {odata_datetime(since)}" if since else None
-        try:
-            for task in self._client.list_tasks(self.job_id, filter=task_filter, select=_TASK_FIELDS,
-                                                max_results=_PAGE):
-                yield batch_types.task_snapshot(task)
-        except ResourceNotFoundError:
-            return  # no job yet: nothing was ever submitted
+        for job_id in job_ids:
+            try:
+                for task in self._client.list_tasks(job_id, filter=task_filter, select=_TASK_FIELDS,
+                                                    max_results=_PAGE):
+                    yield batch_types.task_snapshot(task, job_id)
+            except ResourceNotFoundError:
+                continue  # deleted since it was listed
 
-    def list_completed_before(self, cutoff: datetime, limit: int) -> list[TaskSnapshot]:
-        """Up to `limit` completed tasks whose completion is older than `cutoff` (hygiene candidates)."""
-        task_filter = f"state eq 'completed' and stateTransitionTime lt {odata_datetime(cutoff)}"
-        found: list[TaskSnapshot] = []
+    def task_origin(self, job_id: str, task_id: str) -> TaskOrigin | None:
         try:
-            for task in self._client.list_tasks(self.job_id, filter=task_filter, select=_TASK_FIELDS,
-                                                max_results=min(_PAGE, max(1, limit))):
-                found.append(batch_types.task_snapshot(task))
-                if len(found) >= limit:
-                    break
-        except ResourceNotFoundError:
-            pass
-        return found
-
-    def task_origin(self, task_id: str) -> TaskOrigin | None:
-        try:
-            return batch_types.task_origin(self._client.get_task(self.job_id, task_id, select=_ORIGIN_FIELDS))
+            return batch_types.task_origin(self._client.get_task(job_id, task_id, select=_ORIGIN_FIELDS))
         except ResourceNotFoundError:
             return None
 
-    def task(self, task_id: str) -> TaskSnapshot | None:
+    def task(self, job_id: str, task_id: str) -> TaskSnapshot | None:
         """One task as the reconciler reads it, or None when it (or its job) no longer exists."""
         try:
-            return batch_types.task_snapshot(self._client.get_task(self.job_id, task_id, select=_TASK_FIELDS))
+            return batch_types.task_snapshot(self._client.get_task(job_id, task_id, select=_TASK_FIELDS), job_id)
         except ResourceNotFoundError:
             return None
 
-    def task_state(self, task_id: str) -> str | None:
+    def task_state(self, job_id: str, task_id: str) -> str | None:
         """The task's state ('active', 'running', 'completed'...), or None when it (or the job) is gone."""
         try:
-            return batch_types.enum_text(self._client.get_task(self.job_id, task_id, select=["id", "state"]).state)
+            return batch_types.enum_text(self._client.get_task(job_id, task_id, select=["id", "state"]).state)
         except ResourceNotFoundError:
             return None
 
-    def task_counts(self) -> TaskCounts | None:
-        result = self.job_task_counts()
-        return batch_types.task_counts(result.task_counts) if result is not None else None
+    def task_counts(self, job_ids: list[str]) -> TaskCounts | None:
+        """The counts of these jobs added up; None when none of them exists."""
+        found = [counts for counts in (self.job_task_counts(job_id) for job_id in job_ids) if counts is not None]
+        if not found:
+            return None
+        return batch_types.add_counts(batch_types.task_counts(c.task_counts) for c in found)
 
-    def job_task_counts(self) -> batch_models.BatchTaskCountsResult | None:
-        """Task and slot counts of the job (None: no job yet); the operator CLI shows both."""
+    def job_task_counts(self, job_id: str) -> batch_models.BatchTaskCountsResult | None:
+        """Task and slot counts of one job (None: no such job); the operator CLI shows both."""
         try:
-            return self._client.get_job_task_counts(self.job_id)
+            return self._client.get_job_task_counts(job_id)
         except ResourceNotFoundError:
             return None
 
-    def delete_task(self, task_id: str) -> bool:
+    def delete_task(self, job_id: str, task_id: str) -> bool:
         """True when the task is gone (deleted now, or already)."""
         try:
-            self._client.delete_task(self.job_id, task_id)
+            self._client.delete_task(job_id, task_id)
         except ResourceNotFoundError:
             pass
         return True

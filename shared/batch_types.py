@@ -7,7 +7,7 @@ see an SDK type (and their tests never need one).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -84,6 +84,7 @@ class TaskSnapshot:
     node_id: str | None
     start_time: datetime | None
     end_time: datetime | None
+    job_id: str = ""                  # the job it was listed or read in
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def enum_text(value: object) -> str | None:
     return str(getattr(value, "value", value)).lower()
 
 
-def task_snapshot(task: batch_models.BatchTask) -> TaskSnapshot:
+def task_snapshot(task: batch_models.BatchTask, job_id: str = "") -> TaskSnapshot:
     info = task.execution_info
     failure = None
     if info is not None and info.failure_info is not None:
@@ -154,12 +155,30 @@ def task_snapshot(task: batch_models.BatchTask) -> TaskSnapshot:
         node_id=task.node_info.node_id if task.node_info else None,
         start_time=info.start_time if info else None,
         end_time=info.end_time if info else None,
+        job_id=job_id,
     )
 
 
 def task_counts(counts: batch_models.BatchTaskCounts) -> TaskCounts:
     return TaskCounts(active=counts.active, running=counts.running, completed=counts.completed,
                       succeeded=counts.succeeded, failed=counts.failed)
+
+
+def add_counts(counts: Iterable[TaskCounts]) -> TaskCounts:
+    total = TaskCounts(0, 0, 0, 0, 0)
+    for c in counts:
+        total = TaskCounts(total.active + c.active, total.running + c.running, total.completed + c.completed,
+                           total.succeeded + c.succeeded, total.failed + c.failed)
+    return total
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One of our period jobs as List Jobs shows it."""
+
+    job_id: str
+    state: str              # active | disabling | disabled | enabling | terminating | completed | deleting
+    period_end: datetime    # shared/job_periods.py (the old standing job: long ago)
 
 
 def task_origin(task: batch_models.BatchTask) -> TaskOrigin:
@@ -220,27 +239,29 @@ def mark_bad_nodes(view: PoolView, nodes: tuple[NodeView, ...]) -> PoolView:
 # -- what the submit path and the timer need of Batch (shared/batch.AzureBatch implements both) ------
 
 class SubmitBatch(Protocol):
-    def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome: ...
+    def add_task(self, task: batch_models.BatchTaskCreateOptions, job_id: str) -> AddOutcome: ...
 
-    def terminate_task(self, task_id: str) -> bool: ...
+    def terminate_task(self, job_id: str, task_id: str) -> bool: ...
 
 
 class TaskLookup(Protocol):
-    """One task by id (the liveness audit, the newest-wins check)."""
+    """One task by job and id (the liveness audit, the newest-wins check)."""
 
-    def task(self, task_id: str) -> TaskSnapshot | None: ...
+    def task(self, job_id: str, task_id: str) -> TaskSnapshot | None: ...
 
 
 class TimerBatch(Protocol):
-    def list_task_changes(self, since: datetime | None) -> Iterator[TaskSnapshot]: ...
+    def our_jobs(self) -> list[JobView]: ...
 
-    def list_completed_before(self, cutoff: datetime, limit: int) -> list[TaskSnapshot]: ...
+    def delete_job(self, job_id: str) -> None: ...
 
-    def task_origin(self, task_id: str) -> TaskOrigin | None: ...
+    def list_task_changes(self, job_ids: list[str], since: datetime | None) -> Iterator[TaskSnapshot]: ...
 
-    def task_counts(self) -> TaskCounts | None: ...
+    def task_origin(self, job_id: str, task_id: str) -> TaskOrigin | None: ...
 
-    def delete_task(self, task_id: str) -> bool: ...
+    def task_counts(self, job_ids: list[str]) -> TaskCounts | None: ...
+
+    def delete_task(self, job_id: str, task_id: str) -> bool: ...
 
     def get_pool(self) -> PoolView | None: ...
 

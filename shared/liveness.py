@@ -64,7 +64,7 @@ class LivenessAudit:
                 continue
             result.checked += 1
             task_id = row.task_id or row.row_key
-            task = self._tasks.task(task_id)
+            task = self._tasks.task(row.task_job, task_id)
             if task is None:
                 result.vanished += 1
                 self._count(result, self._resubmitter.redo(row, VANISHED, task_exists=False))

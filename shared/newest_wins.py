@@ -19,13 +19,16 @@ import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobProperties, BlobServiceClient
 
 from . import naming
 from .batch_types import TaskLookup
+from .job_periods import JobPeriods
 from .ledger import Ledger, LedgerRow
 from .log import event, get_logger
 from .recovery import Redo, Resubmitter
@@ -48,7 +51,9 @@ class NewestResult:
 
 class NewestWins:
     def __init__(self, *, blob_service: BlobServiceClient, output_container: str, ledger: Ledger, tasks: TaskLookup,
-                 resubmitter: Resubmitter) -> None:
+                 jobs: JobPeriods, resubmitter: Resubmitter, clock: Callable[[], datetime]) -> None:
+        self._jobs = jobs
+        self._clock = clock
         self._blobs = blob_service
         self._output = output_container
         self._ledger = ledger
@@ -64,12 +69,14 @@ class NewestWins:
             return result
         with ThreadPoolExecutor(max_workers=min(_WORKERS, len(succeeded))) as pool:
             suspects = [n for n in pool.map(self._suspect, succeeded) if n is not None]
-        for row, current_etag in suspects:
+        for row, current in suspects:
+            current_etag = current.etag
             if self._mp3_source(row) in (None, naming.normalize_etag(current_etag)):
                 continue  # the newest's MP3 is in place (or no MP3 at all)
             result.stale += 1
             newest_id = naming.task_id(row.input_name, current_etag)
-            task = self._tasks.task(newest_id)
+            # The newest version's job follows from when it was written (shared/job_periods.py).
+            task = self._tasks.task(self._jobs.job_for(current.last_modified, self._clock()), newest_id)
             if task is not None and task.state != "completed":
                 # Still to finish - but its upload may already be done (a task completes after its uploads),
                 # so look at the MP3 again when its success is recorded.
@@ -89,15 +96,15 @@ class NewestWins:
                   stale_task_id=row.task_id or row.row_key, task_id=newest_id, outcome=outcome.value)
         return result
 
-    def _suspect(self, row: LedgerRow) -> tuple[LedgerRow, str] | None:
-        """(row, current ETag) when the MP3 may not be the newest version's: the input now holds another
-        version than this row converted, or this row is a newest version an older one raced."""
+    def _suspect(self, row: LedgerRow) -> tuple[LedgerRow, BlobProperties] | None:
+        """(row, the input's current properties) when the MP3 may not be the newest version's: the input now
+        holds another version than this row converted, or this row is a newest version an older one raced."""
         task_id = row.task_id or row.row_key
         try:
-            current = self._blobs.get_blob_client(row.input_container, row.input_name).get_blob_properties().etag
+            current = self._blobs.get_blob_client(row.input_container, row.input_name).get_blob_properties()
         except ResourceNotFoundError:
             return None  # input deleted since: its MP3 stays
-        if naming.normalize_etag(current) != naming.normalize_etag(row.input_etag or ""):
+        if naming.normalize_etag(current.etag) != naming.normalize_etag(row.input_etag or ""):
             return row, current
         with self._lock:
             watched = self._watched.pop(task_id, None) is not None

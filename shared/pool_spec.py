@@ -137,13 +137,14 @@ def build_pool(settings: Settings) -> batch_models.BatchPoolCreateOptions:
     )
 
 
-def build_job(settings: Settings) -> batch_models.BatchJobCreateOptions:
+def build_job(settings: Settings, job_id: str) -> batch_models.BatchJobCreateOptions:
+    """One period's job (shared/job_periods.py)."""
     return batch_models.BatchJobCreateOptions(
-        id=settings.job_id,
+        id=job_id,
         display_name="mp4-to-mp3 conversions",
         pool_info=batch_models.BatchPoolInfo(pool_id=settings.pool_id),
-        # A standing job: it stays open when it momentarily has no tasks, and one failed file
-        # does not end it.
+        # It stays open when it momentarily has no tasks (late uploads of its period still come), and
+        # one failed file does not end it; the timer deletes it once drained (shared/job_retirement.py).
         all_tasks_complete_mode="noaction",
         task_failure_mode="noaction",
         constraints=batch_models.BatchJobConstraints(max_task_retry_count=settings.task_max_retries),

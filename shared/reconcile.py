@@ -2,7 +2,8 @@
 
 One run:
 1. Read the watermark (the latest task `stateTransitionTime` already reflected in the ledger).
-2. List the job's tasks with `$filter=stateTransitionTime ge <watermark - overlap>` and a `$select`
+2. List the tasks of each of our jobs (the tick passes them: the period jobs still in the account) with
+   `$filter=stateTransitionTime ge <watermark - overlap>` and a `$select`
    of the fields the ledger needs, paged by the SDK (1000 per page). The overlap re-reads a short
    window so a transition the listing showed late (or clock skew) is not skipped; re-reads cost no
    write because rows are only written when they would change.
@@ -45,9 +46,9 @@ _CACHE_SIZE = 20_000
 class TaskSource(Protocol):
     """The Batch reads the reconciler needs (shared/batch.AzureBatch)."""
 
-    def list_task_changes(self, since: datetime | None) -> Iterable[TaskSnapshot]: ...
+    def list_task_changes(self, job_ids: list[str], since: datetime | None) -> Iterable[TaskSnapshot]: ...
 
-    def task_origin(self, task_id: str) -> TaskOrigin | None: ...
+    def task_origin(self, job_id: str, task_id: str) -> TaskOrigin | None: ...
 
 
 class FailureLog(Protocol):
@@ -65,6 +66,7 @@ class ReconcileResult:
     transactions: int = 0
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
+    listed_by_job: dict[str, int] = field(default_factory=dict)  # job retirement needs "nothing changed"
     seen_active: int = 0         # listed tasks now active / running: a lower bound for the scaler
     seen_running: int = 0
     newly_succeeded: int = 0
@@ -102,8 +104,9 @@ class Reconciler:
         row = self._ledger.read_watermark()
         return row.entity.get(Col.WATERMARK) if row else None
 
-    def run(self) -> ReconcileResult:
-        result = ReconcileResult()
+    def run(self, job_ids: list[str]) -> ReconcileResult:
+        """Reconcile the changes of these jobs since the watermark."""
+        result = ReconcileResult(listed_by_job={job_id: 0 for job_id in job_ids})
         mark_row = self._ledger.read_watermark()
         watermark = mark_row.entity.get(Col.WATERMARK) if mark_row else None
         result.watermark_before = watermark
@@ -112,8 +115,9 @@ class Reconciler:
         # Keyed by task id: a task that changes while the listing pages can appear twice, and one
         # transaction may not touch a row twice. The later transition wins.
         chunk: dict[str, TaskSnapshot] = {}
-        for task in self._tasks.list_task_changes(since):
+        for task in self._tasks.list_task_changes(job_ids, since):
             result.listed += 1
+            result.listed_by_job[task.job_id] = result.listed_by_job.get(task.job_id, 0) + 1
             if task.state == "active":
                 result.seen_active += 1
             elif task.state in ("running", "preparing"):
@@ -213,7 +217,7 @@ class Reconciler:
         return RowWrite("update", {"PartitionKey": self._job_id, "RowKey": task.task_id, **fields}, row.etag)
 
     def _adoption(self, task: TaskSnapshot, result: ReconcileResult) -> RowWrite | None:
-        origin = self._tasks.task_origin(task.task_id)
+        origin = self._tasks.task_origin(task.job_id, task.task_id)
         if origin is None:
             result.vanished += 1
             return None
@@ -222,7 +226,7 @@ class Reconciler:
             "PartitionKey": self._job_id,
             "RowKey": task.task_id,
             Col.TASK_ID: task.task_id,
-            Col.JOB_ID: self._job_id,
+            Col.JOB_ID: task.job_id or self._job_id,
             Col.INPUT_NAME: printable_name(origin.input_name) if origin.input_name else None,
             Col.INPUT_CONTAINER: origin.input_container,
             Col.INPUT_ETAG: origin.input_etag,

@@ -43,7 +43,7 @@ class Redo(str, enum.Enum):
 
 class Resubmitter:
     def __init__(self, *, ledger: Ledger, submitter: Submitter, blob_service: BlobServiceClient,
-                 delete_task: Callable[[str], bool], terminate_task: Callable[[str], bool],
+                 delete_task: Callable[[str, str], bool], terminate_task: Callable[[str, str], bool],
                  reset_containers: Callable[[], None], clock: Callable[[], datetime]) -> None:
         self._ledger = ledger
         self._submitter = submitter
@@ -65,12 +65,12 @@ class Resubmitter:
             ended = f"{why}; gave up after {row.resubmits} resubmits"
         if ended is not None:
             if task_exists:
-                self._terminate_task(task_id)
+                self._terminate_task(row.task_job, task_id)
             self._end(row, ended)
             return Redo.ENDED
         self._reset_containers()
         if task_exists:
-            self._delete_task(task_id)
+            self._delete_task(row.task_job, task_id)
         try:
             added = self._submitter.add_task(current)
         except TaskRejected as exc:
@@ -81,7 +81,7 @@ class Resubmitter:
         now = self._clock()
         self._ledger.commit([RowWrite("update", {
             "PartitionKey": row.job_id, "RowKey": row.row_key, Col.STATE: State.QUEUED.value,
-            Col.RESUBMITS: row.resubmits + 1, Col.RESUBMIT_REASON: why[:_MAX_TEXT], Col.UPDATED_AT: now}, row.etag)])
+            Col.JOB_ID: self._submitter.job_for(current), Col.RESUBMITS: row.resubmits + 1, Col.RESUBMIT_REASON: why[:_MAX_TEXT], Col.UPDATED_AT: now}, row.etag)])
         event(_log, logging.WARNING, "recovery.resubmitted", blob_name=naming.printable_name(row.input_name),
               task_id=task_id, reason=why, resubmits=row.resubmits + 1)
         return Redo.RESUBMITTED

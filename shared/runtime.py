@@ -24,10 +24,10 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from . import pool_spec
 from .access import Containers, NodeAccess, PoolIdentityAccess, SasAccess
 from .batch import AzureBatch
-from .cleanup import CompletedTaskCleanup
 from .clients import Clients, build_clients
 from .clock import utc_now
 from .failure_logs import BlobFailureLog
+from .job_periods import JobPeriods
 from .ledger import Ledger
 from .liveness import LivenessAudit
 from .newest_wins import NewestWins
@@ -95,9 +95,9 @@ def build_service(settings: Settings, client_options: Mapping[str, Any] | None =
     else:
         access = SasAccess(clients.blob_service, containers, timedelta(minutes=settings.node_sas_ttl_minutes))
     batch = AzureBatch(
-        clients.batch, pool_id=settings.pool_id, job_id=settings.job_id,
+        clients.batch, pool_id=settings.pool_id, jobs=JobPeriods(settings.job_id, settings.job_period),
         pool_factory=lambda: pool_spec.build_pool(settings),
-        job_factory=lambda: pool_spec.build_job(settings),
+        job_factory=lambda job_id: pool_spec.build_job(settings, job_id),
         # The data plane cannot give a pool a managed identity: infrastructure creates that pool.
         pool_managed_externally=settings.pool_identity_resource_id is not None,
         priority=settings.node_priority,
@@ -109,7 +109,7 @@ def build_service(settings: Settings, client_options: Mapping[str, Any] | None =
     ledger = Ledger(clients.ledger_table, settings.job_id,
                     outbox=clients.events_queue is not None or clients.events_topic is not None)
     submitter = Submitter(
-        batch=batch, ledger=ledger, access=access, job_id=settings.job_id,
+        batch=batch, ledger=ledger, access=access, jobs=batch.jobs,
         limits=limits_from(settings.mp3_quality, settings.task_max_retries, settings.task_max_wall_clock_minutes),
         input_exists=lambda container, name: clients.blob_service.get_blob_client(container, name).exists(),
         max_input_bytes=settings.max_input_bytes,
@@ -149,7 +149,6 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
         failure_log=BlobFailureLog(clients.blob_service, app.logs_container),
         output_url=lambda name: clients.blob_service.get_blob_client(app.output_container, name).url,
         clock=clock)
-    cleanup = CompletedTaskCleanup(tasks=service.batch, ledger=service.ledger, reconciler=reconciler, clock=clock)
     sweeper = Sweeper(blob_service=clients.blob_service, input_container=app.input_container, ledger=service.ledger,
                       submit=service.submitter.handle, clock=clock, min_age=settings.sweep_min_age,
                       page_size=settings.sweep_page_size, pages_per_tick=settings.sweep_pages_per_tick)
@@ -161,12 +160,13 @@ def build_timer_service(service: Service, settings: TimerSettings, *, clock: Cal
     audit = LivenessAudit(ledger=service.ledger, tasks=service.batch, reconciler=reconciler, resubmitter=resubmitter,
                           clock=clock)
     newest = NewestWins(blob_service=clients.blob_service, output_container=app.output_container,
-                        ledger=service.ledger, tasks=service.batch, resubmitter=resubmitter)
+                        ledger=service.ledger, tasks=service.batch, jobs=service.batch.jobs, resubmitter=resubmitter,
+                        clock=clock)
     return TimerService(settings=settings, policy=policy, monitor=service.batch, reconciler=reconciler,
-                        cleanup=cleanup, status=StatusStore(service.ledger, heartbeat=settings.status_heartbeat),
-                        sweeper=sweeper, job=service.batch, resubmitter=resubmitter, pending=service.pending, audit=audit,
+                        status=StatusStore(service.ledger, heartbeat=settings.status_heartbeat),
+                        sweeper=sweeper, resubmitter=resubmitter, pending=service.pending, audit=audit,
                         newest=newest,
-                        pool_id=app.pool_id, job_id=app.job_id,
+                        pool_id=app.pool_id, jobs=service.batch.jobs,
                         ensure_containers=service.ensure_output_containers, clock=clock, sleep=sleep,
                         events=build_publisher(service, clock))
 

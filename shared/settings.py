@@ -103,7 +103,8 @@ class Settings:
     authority_host: str | None          # None: azure-identity's default (public cloud) or AZURE_AUTHORITY_HOST
     storage_audience: str | None        # None: the storage SDKs' default audience
     pool_id: str
-    job_id: str
+    job_id: str                         # prefix of the period jobs, and the ledger's PartitionKey
+    job_period: timedelta               # tasks go to one job per period (shared/job_periods.py)
     vm_size: str
     image: ImageReference
     node_agent_sku_id: str
@@ -162,7 +163,8 @@ class Settings:
             authority_host=r.optional_url("AZURE_AUTHORITY_HOST"),
             storage_audience=r.optional_url("STORAGE_AUDIENCE"),
             pool_id=r.batch_id("BATCH_POOL_ID", "ffmpeg-pool"),
-            job_id=r.batch_id("BATCH_JOB_ID", "ffmpeg-jobs"),
+            job_id=_job_prefix(r),
+            job_period=r.seconds("JOB_PERIOD_SECONDS", 3600, low=60, high=7 * 24 * 3600),
             vm_size=vm_size,
             image=image,
             node_agent_sku_id=_node_agent(r, image),
@@ -274,6 +276,13 @@ def _storage_connection(r: Reader) -> StorageConnection:
         queue_uri = blob_uri.replace(".blob.", ".queue.", 1)
     return StorageConnection(None, blob_uri.rstrip("/"), table_uri.rstrip("/"), client_id,
                              queue_uri.rstrip("/") if queue_uri else None)
+
+
+def _job_prefix(r: Reader) -> str:
+    prefix = r.batch_id("BATCH_JOB_ID", "ffmpeg-jobs")
+    if len(prefix) > 48:  # the period's stamp adds 16 characters; Batch ids are at most 64
+        raise SettingsError("BATCH_JOB_ID", f"{prefix!r} is longer than 48 characters (job ids add a 16-character period)")
+    return prefix
 
 
 def _derive_batch_scope(account_url: str) -> str:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .batch_types import NodeView, TaskCounts
-from .job_health import JobHealth
+from .job_lifecycle import JobHealth
 from .liveness import AuditResult
 from .ledger import Ledger
 from .log import event, get_logger
@@ -52,7 +52,7 @@ class StatusRecord:
     NodesLeaving: int | None = None
     TasksActive: int | None = None       # queued in Batch (incl. awaiting a retry)
     TasksRunning: int | None = None
-    TasksCompletedInJob: int | None = None  # still in the job (completed tasks are cleaned up)
+    TasksCompletedInJob: int | None = None  # still in our jobs (a drained job is deleted whole)
     LedgerSucceeded: int = 0             # rows the reconciler moved to succeeded, cumulative
     LedgerFailed: int = 0
     NodesNeeded: int | None = None
@@ -73,9 +73,9 @@ class StatusRecord:
     SweepMarker: str | None = None           # the pass in progress resumes at this List Blobs marker
     SweepPassCutoff: datetime | None = None  # the pass in progress: its start minus SWEEP_MIN_AGE_SECONDS
     Deferred: str | None = None              # maintenance the last tick left for the next (out of time)
-    LastCleanupAt: datetime | None = None    # completed-task cleanup runs every SWEEP_INTERVAL_SECONDS
-    JobState: str | None = None          # the standing job as Batch reported it ("missing": no job)
-    JobHealing: str | None = None        # the last thing the tick did about the job, if anything
+    JobState: str | None = None          # our jobs as Batch listed them: "<job id>:<state>, ..." ("none")
+    JobHealing: str | None = None        # the last thing the tick did about a job's health, if anything
+    JobsRetired: str | None = None       # the last drained jobs deleted, and when
     PendingSince: datetime | None = None  # set by a trigger that failed: markers wait in `~pending`
     AuditCursor: str | None = None       # where the liveness audit resumes
     LastChangeAt: datetime | None = None
@@ -239,7 +239,7 @@ def with_healing(r: StatusRecord, *, job: JobHealth | None, pending: PendingResu
                  audit: AuditResult | None, now: datetime) -> StatusRecord:
     """The self-healing part of the status row: the job's state, pending uploads, the audit's place."""
     if job is not None:
-        r = replace(r, JobState=job.state,
+        r = replace(r, JobState=job.summary,
                     JobHealing=f"{now:%Y-%m-%d %H:%M:%S}Z {job.action}" if job.action else r.JobHealing)
     if pending is not None and pending.all_handled:
         r = replace(r, PendingSince=None)

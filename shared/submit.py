@@ -22,6 +22,7 @@ from .batch_types import AddOutcome, TaskRejected
 from .clock import Clock, utc_now
 from .ledger import LedgerRow, State
 from .log import event, get_logger
+from .job_periods import JobPeriods
 from .options import ConversionOptions, OptionProblem
 from .task_spec import TaskLimits, TaskRequest, build_task
 
@@ -66,7 +67,7 @@ class Outcome:
 
 
 class Submitter:
-    def __init__(self, *, batch: SubmitBatch, ledger: LedgerStore, access: NodeAccess, job_id: str,
+    def __init__(self, *, batch: SubmitBatch, ledger: LedgerStore, access: NodeAccess, jobs: JobPeriods,
                  limits: TaskLimits, clock: Clock = utc_now,
                  input_exists: Callable[[str, str], bool] = lambda container, name: True,
                  max_input_bytes: int | None = None,
@@ -74,7 +75,7 @@ class Submitter:
         self._batch = batch
         self._ledger = ledger
         self._access = access
-        self._job_id = job_id
+        self._jobs = jobs
         self._limits = limits
         self._clock = clock
         self._input_exists = input_exists  # only asked when another input claims the same MP3
@@ -119,7 +120,12 @@ class Submitter:
                               input_name=blob.name, input_etag=blob.etag, output_name=naming.output_name(blob.name),
                               options=options)
         return self._batch.add_task(build_task(request, self._access.for_blob(blob.container, blob.name, blob.version_id),
-                                               self._limits))
+                                               self._limits), self.job_for(blob))
+
+    def job_for(self, blob: BlobVersion) -> str:
+        """The job of the version's period: the same for every path that submits this version."""
+        now = self._clock()
+        return self._jobs.job_for(blob.modified or now, now)
 
     def _options(self, metadata: Mapping[str, str]) -> ConversionOptions | OptionProblem:
         """The options the metadata asks for, unset ones from the app's settings (MP3_QUALITY). The task id does
@@ -144,8 +150,9 @@ class Submitter:
             added = self.add_task(blob, options)
         except TaskRejected as exc:
             return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
-        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id, options))
-        event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self._job_id,
+        written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id, options,
+                                                batch_job_id=self.job_for(blob)))
+        event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self.job_for(blob),
               etag=blob.etag, size=blob.size, output_name=output_name, task=added.value, options=options.canonical(),
               ledger_row="inserted" if written else "existing")
         self._supersede_older_versions(blob, name, task_id, related)
@@ -174,7 +181,7 @@ class Submitter:
             old_id = row.task_id or row.row_key
             if row.input_name == name and old_id != task_id and row.state in (State.QUEUED, State.RUNNING) \
                     and row.recorded_at is not None and row.recorded_at < blob.modified:
-                stopped = self._batch.terminate_task(old_id)
+                stopped = self._batch.terminate_task(row.task_job, old_id)
                 event(_log, logging.INFO, "upload.superseded", blob_name=name, task_id=old_id,
                       superseded_by=task_id, terminated=stopped)
 
@@ -187,8 +194,9 @@ class Submitter:
         return Outcome(state, row_key, reason, None, written)
 
     def _row(self, blob: BlobVersion, row_key: str, state: State, reason: str | None,
-             output: str | None, task_id: str | None, options: ConversionOptions | None = None) -> LedgerRow:
-        return LedgerRow(job_id=self._job_id, row_key=row_key, state=state, input_container=blob.container,
+             output: str | None, task_id: str | None, options: ConversionOptions | None = None, *,
+             batch_job_id: str | None = None) -> LedgerRow:
+        return LedgerRow(job_id=self._jobs.prefix, batch_job_id=batch_job_id, row_key=row_key, state=state, input_container=blob.container,
                          input_name=naming.printable_name(blob.name), input_etag=blob.etag, input_size=blob.size,
                          input_content_type=blob.content_type, input_version_id=blob.version_id,
                          output_name=output, task_id=task_id,

@@ -1,14 +1,14 @@
 """The timer tick: a short list of phases, each isolated from the others' failures.
 
 1. status_load   the status row (scaling memory, maintenance cadence, sweep and audit positions)
-2. job           the standing job's state; a completed job is deleted so the next task recreates it
+2. jobs          our period jobs (one List Jobs call); a completed one is deleted (shared/job_lifecycle.py)
 3. reconcile     changed tasks -> ledger rows (its cost follows the change rate, not history)
 4. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
                  failed (shared/recovery.py) - before the counts, so this tick's scaling sees them
-5. task_counts   the job's counts (unknown counts: no scaling this tick - unknown work is not "idle")
+5. task_counts   the jobs' counts (unknown counts: no scaling this tick - unknown work is not "idle")
 6. scaling       rounds of read pool -> decide -> act
 7. maintenance   within what is left of TICK_BUDGET_SECONDS: output containers, a few pages of the
-                 missed-upload sweep pass (resumed from the status row), completed-task cleanup when due
+                 missed-upload sweep pass (resumed from the status row), drained jobs deleted whole
 8. audit         one bounded page of unfinished rows checked against Batch (shared/liveness.py)
    newest        files that succeeded this tick: the MP3 left must be the newest upload's, else the newest
                  version runs again (shared/newest_wins.py)
@@ -42,9 +42,9 @@ from typing import Any
 
 from .batch_types import TimerBatch
 from .batch_types import TaskCounts
-from .cleanup import CompletedTaskCleanup, HygieneResult
 from .clock import utc_now
-from .job_health import JobHealth, StandingJob, check_job
+from .job_lifecycle import JobHealth, Retirement, check_jobs, retire_drained
+from .job_periods import JobPeriods
 from .liveness import AuditResult, LivenessAudit
 from .newest_wins import NewestResult, NewestWins
 from .log import event, get_logger
@@ -70,7 +70,7 @@ class TickReport:
     skipped: bool = False
     reconcile: ReconcileResult | None = None
     sweep: SweepResult | None = None
-    hygiene: HygieneResult | None = None
+    retirement: Retirement | None = None
     counts: TaskCounts | None = None
     scaling: ScalingOutcome | None = None
     job: JobHealth | None = None
@@ -91,16 +91,14 @@ class TimerService:
     policy: ScalingPolicy
     monitor: TimerBatch
     reconciler: Reconciler
-    cleanup: CompletedTaskCleanup
     status: StatusStore
     sweeper: Sweeper
-    job: StandingJob
+    jobs: JobPeriods
     resubmitter: Resubmitter
     pending: PendingUploads
     audit: LivenessAudit
     newest: NewestWins
     pool_id: str
-    job_id: str
     ensure_containers: Callable[[], None]
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
@@ -128,15 +126,19 @@ class TimerService:
         def time_left() -> float:
             return deadline - time.monotonic()
 
-        report.job = _guard(report, "job", lambda: check_job(self.job))
-        report.reconcile = _guard(report, "reconcile", self.reconciler.run)
+        report.job = _guard(report, "jobs", lambda: check_jobs(self.monitor))
+        # Without the job list there is nothing to read tasks from; an unknown state is not "idle" either.
+        live = report.job.live_ids if report.job is not None else None
+        if live is not None:
+            report.reconcile = _guard(report, "reconcile", lambda: self.reconciler.run(live))
         # Before the counts: tasks added again here are seen by this tick's scaling (woken in the same tick).
         if report.reconcile is not None and report.reconcile.to_resubmit:
             _guard(report, "recovery", lambda: self._resubmit_failed(report))
         if record.PendingSince is not None:
             report.pending = _guard(report, "pending", self.pending.retry)
         control = BatchPoolControl(self.monitor)
-        counts_read = _guard(report, "task_counts", lambda: (self.monitor.task_counts(),))
+        counts_read = _guard(report, "task_counts", lambda: (self.monitor.task_counts(live),)) \
+            if live is not None else None
         if counts_read is not None:
             report.counts = counts_read[0]
             work = _work(report.counts, report.reconcile)
@@ -145,6 +147,10 @@ class TimerService:
 
         # After scaling: maintenance never delays a wake or a park, and stops at the budget.
         self._maintenance(report, record, now, time_left)
+        if report.job is not None:
+            report.retirement = _guard(report, "retire_jobs", lambda: retire_drained(
+                self.monitor, report.job, report.reconcile, now=now, retention=self.settings.completed_task_retention,
+                current_job=self.jobs.job_for(now, now), time_left=time_left))
         if time_left() > 0:
             report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
         else:
@@ -159,10 +165,10 @@ class TimerService:
 
         new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
                                 scaling=report.scaling, sweep=report.sweep, nodes=control.nodes,
-                                pool_id=self.pool_id, job_id=self.job_id, now=now)
+                                pool_id=self.pool_id, job_id=self.jobs.job_for(now, now), now=now)
         new_record = with_healing(new_record, job=report.job, pending=report.pending, audit=report.audit, now=now)
         new_record = replace(new_record, Deferred=",".join(report.deferred) or None,
-                             LastCleanupAt=now if report.hygiene is not None else record.LastCleanupAt)
+                             JobsRetired=_retired_text(report.retirement, now) or record.JobsRetired)
         increments = Increments(report.reconcile.newly_succeeded, report.reconcile.newly_failed) \
             if report.reconcile else Increments()
         report.status_written = bool(_guard(report, "status_save",
@@ -184,24 +190,15 @@ class TimerService:
     def _maintenance(self, report: TickReport, record: StatusRecord, now: datetime,
                      time_left: Callable[[], float]) -> None:
         position = record.sweep_position
-        sweep_due = position.in_pass or _due(record.LastSweepAt, now, self.settings.sweep_interval)
-        cleanup_due = _due(record.LastCleanupAt, now, self.settings.sweep_interval)
-        if not (sweep_due or cleanup_due):
+        if not (position.in_pass or _due(record.LastSweepAt, now, self.settings.sweep_interval)):
             return
         if time_left() <= 0:
-            report.deferred.extend(name for name, due in (("sweep", sweep_due), ("cleanup", cleanup_due)) if due)
+            report.deferred.append("sweep")
             return
         _guard(report, "containers", self.ensure_containers)
-        if sweep_due:
-            report.sweep = _guard(report, "sweep", lambda: self.sweeper.run(position, time_left=time_left))
-            if report.sweep is not None and report.sweep.error:
-                _record_error(report, "sweep", report.sweep.error)
-        if cleanup_due:
-            if time_left() > 0:
-                report.hygiene = _guard(report, "cleanup", lambda: self.cleanup.run(
-                    retention=self.settings.completed_task_retention, time_left=time_left))
-            else:
-                report.deferred.append("cleanup")
+        report.sweep = _guard(report, "sweep", lambda: self.sweeper.run(position, time_left=time_left))
+        if report.sweep is not None and report.sweep.error:
+            _record_error(report, "sweep", report.sweep.error)
 
     @staticmethod
     def _log(report: TickReport, record: StatusRecord) -> None:
@@ -232,6 +229,12 @@ def _work(counts: TaskCounts | None, rec: ReconcileResult | None) -> WorkSnapsho
     active = max(counts.active if counts else 0, rec.seen_active if rec else 0)
     running = max(counts.running if counts else 0, rec.seen_running if rec else 0)
     return WorkSnapshot(active=active, running=running)
+
+
+def _retired_text(retirement: Retirement | None, now: datetime) -> str | None:
+    if retirement is None or not retirement.retired:
+        return None
+    return f"{now:%Y-%m-%d %H:%M:%S}Z {', '.join(retirement.retired)}"
 
 
 def _due(last: datetime | None, now: datetime, interval: timedelta) -> bool:

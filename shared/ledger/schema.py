@@ -101,7 +101,7 @@ class LedgerRow:
     """A file's row. Submit writes the first block (`to_entity`); a row read back (`from_entity`) also
     carries what the reconciler wrote, and the ETag a conditional replace needs."""
 
-    job_id: str
+    job_id: str                 # the PartitionKey: BATCH_JOB_ID, the prefix of the period jobs
     row_key: str
     state: State | str          # str: a value this version does not know, shown as it is
     input_container: str
@@ -129,7 +129,13 @@ class LedgerRow:
     output_url: str | None = None
     event_id: str | None = None         # the completion event published for this row, if any
     event_published_at: datetime | None = None
+    batch_job_id: str | None = None     # the Batch job the task was added to (shared/job_periods.py)
     etag: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def task_job(self) -> str:
+        """The job holding the file's task (rows of the old standing job name it by the partition)."""
+        return self.batch_job_id or self.job_id
 
     def to_entity(self) -> dict[str, Any]:
         entity: dict[str, Any] = {
@@ -138,7 +144,7 @@ class LedgerRow:
             Col.STATE: State(self.state).value,
             Col.INPUT_CONTAINER: self.input_container,
             Col.INPUT_NAME: self.input_name,
-            Col.JOB_ID: self.job_id,
+            Col.JOB_ID: self.task_job,
             Col.SUBMITTED_AT: self.recorded_at,
             Col.UPDATED_AT: self.recorded_at,
         }
@@ -185,7 +191,7 @@ class LedgerRow:
             retries=int(retries) if retries is not None else None,
             resubmits=int(resubmits) if resubmits is not None else 0, options=text(Col.OPTIONS),
             output_url=text(Col.OUTPUT_URL), event_id=text(Col.EVENT_ID),
-            event_published_at=_moment(entity.get(Col.EVENT_PUBLISHED_AT)), etag=etag)
+            event_published_at=_moment(entity.get(Col.EVENT_PUBLISHED_AT)), batch_job_id=text(Col.JOB_ID), etag=etag)
 
 
 _STATES = {s.value for s in State}

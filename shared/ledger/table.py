@@ -77,7 +77,7 @@ class Ledger:
                  f"( {Col.INPUT_NAME} eq @name or {Col.OUTPUT_NAME} eq @out )")
         # Only what submit decides on: this runs on every upload, and a name may have many versions.
         select = ["PartitionKey", "RowKey", Col.STATE, Col.INPUT_CONTAINER, Col.INPUT_NAME, Col.OUTPUT_NAME,
-                  Col.TASK_ID, Col.SUBMITTED_AT]
+                  Col.TASK_ID, Col.JOB_ID, Col.SUBMITTED_AT]
         return list(self.rows(query, {"job": self.job_id, "low": f"{id_prefix}-", "high": f"{id_prefix}.",
                                       "name": input_name, "out": output_name}, select=select))
 

@@ -16,9 +16,11 @@ class FakeBatch:
         self.calls: list[str] = []
         self.terminated: set[str] = set()
         self.fail_with = fail_with
+        self.jobs: dict[str, str] = {}   # task id (lower case) -> the job it was added to
 
-    def add_task(self, task: batch_models.BatchTaskCreateOptions) -> AddOutcome:
+    def add_task(self, task: batch_models.BatchTaskCreateOptions, job_id: str) -> AddOutcome:
         self.calls.append(f"add_task:{task.id}")
+        self.jobs[task.id.lower()] = job_id
         if self.fail_with is not None:
             raise self.fail_with
         key = task.id.lower()
@@ -27,7 +29,7 @@ class FakeBatch:
         self.tasks[key] = task
         return AddOutcome.CREATED
 
-    def terminate_task(self, task_id: str) -> bool:
+    def terminate_task(self, job_id: str, task_id: str) -> bool:
         """Like the service: a terminated task completes but still exists (a repeat add is TaskExists)."""
         self.calls.append(f"terminate_task:{task_id}")
         key = task_id.lower()

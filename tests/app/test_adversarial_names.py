@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from shared.job_periods import JobPeriods
 from devstack.ffmpeg import bin_dir, ffmpeg_exe
 from shared import naming
 from shared.ledger import State
@@ -34,7 +35,7 @@ ETAG = '"0x8DC0FFEE"'
 @pytest.fixture
 def submitter() -> tuple[Submitter, FakeBatch, FakeLedger]:
     gateway, ledger = FakeBatch(), FakeLedger()
-    handler = Submitter(batch=gateway, ledger=ledger, access=FakeAccess(), job_id="jobs",
+    handler = Submitter(batch=gateway, ledger=ledger, access=FakeAccess(), jobs=JobPeriods("jobs", timedelta(hours=1)),
                         limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW)
     return handler, gateway, ledger
 

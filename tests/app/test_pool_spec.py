@@ -128,7 +128,7 @@ def test_start_task_installs_the_pinned_binary_and_refuses_a_wrong_one(tmp_path:
     assert result.returncode != 0 and not installed.exists()
 
 
-def test_standing_job():
-    job = pool_spec.build_job(settings(BATCH_JOB_ID="jobs", BATCH_POOL_ID="pool")).as_dict()
-    assert job["id"] == "jobs" and job["poolInfo"] == {"poolId": "pool"}
+def test_period_job():
+    job = pool_spec.build_job(settings(BATCH_JOB_ID="jobs", BATCH_POOL_ID="pool"), "jobs-20260601-120000").as_dict()
+    assert job["id"] == "jobs-20260601-120000" and job["poolInfo"] == {"poolId": "pool"}
     assert job["onAllTasksComplete"] == "noaction" and job["onTaskFailure"] == "noaction"

@@ -13,7 +13,6 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.batch_types import TaskFailure, TaskSnapshot
 from shared.batch_types import TaskOrigin as Origin  # what the task itself says of an adopted file
-from shared.cleanup import CompletedTaskCleanup
 from shared.failure_logs import BlobFailureLog
 from shared.ffmpeg import reason as ffmpeg_reason
 from shared.ledger import STATUS_PARTITION, WATERMARK_ROW, Col, Ledger, LedgerRow, State
@@ -22,6 +21,7 @@ from shared.task_columns import ledger_state
 from tests.app.stack import CountingTransport, unique
 
 JOB = "ffmpeg-jobs"
+JOBS = [f"{JOB}-20260301-100000"]
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
 OUTPUT_BASE = "https://acct.blob.core.windows.net/output/"
 
@@ -40,17 +40,14 @@ class FakeTasks:
         if origin:
             self.origins[task.task_id] = origin
 
-    def list_task_changes(self, since):
+    def list_task_changes(self, job_ids, since):
         self.list_calls.append(since)
         return [t for t in self.tasks.values() if since is None or t.state_transition_time >= since]
 
-    def list_completed_before(self, cutoff, limit):
-        return [t for t in self.tasks.values() if t.state == "completed" and t.state_transition_time < cutoff][:limit]
-
-    def task_origin(self, task_id):
+    def task_origin(self, job_id, task_id):
         return self.origins.get(task_id) if task_id in self.tasks else None
 
-    def delete_task(self, task_id):
+    def delete_task(self, job_id, task_id):
         self.tasks.pop(task_id, None)
         self.deleted.append(task_id)
         return True
@@ -104,11 +101,7 @@ def env(storage_connection_string):
                           failure_log=BlobFailureLog(blobs, logs),
                           output_url=lambda n: OUTPUT_BASE + n + "?sv=2024&sig=SECRET", clock=clock)
 
-    def cleanup(rec: Reconciler) -> CompletedTaskCleanup:
-        return CompletedTaskCleanup(tasks=tasks, ledger=Ledger(table, JOB), reconciler=rec, clock=clock)
-
-    yield dict(table=table, transport=transport, tasks=tasks, clock=clock, make=make, blobs=blobs, logs=logs,
-               cleanup=cleanup)
+    yield dict(table=table, transport=transport, tasks=tasks, clock=clock, make=make, blobs=blobs, logs=logs)
     TableServiceClient.from_connection_string(storage_connection_string).delete_table(name)
 
 
@@ -157,17 +150,17 @@ def test_rows_go_queued_running_succeeded_with_times_node_and_output_url(env):
     table, tasks, rec = env["table"], env["tasks"], env["make"]()
     submit_row(table, "clip-a", "folder/clip a.mp4")
     tasks.put(task("clip-a", "active", T0))
-    rec.run()
+    rec.run(JOBS)
     assert table.get_entity(JOB, "clip-a")[Col.STATE] == "queued"
 
     tasks.put(running("clip-a", T0 + timedelta(seconds=5)))
-    rec.run()
+    rec.run(JOBS)
     row = table.get_entity(JOB, "clip-a")
     assert row[Col.STATE] == "running" and row[Col.NODE_ID] == "node-1"
     assert row[Col.STARTED_AT] == T0 + timedelta(seconds=5)
 
     tasks.put(succeeded("clip-a", T0 + timedelta(seconds=47, milliseconds=250), start=T0 + timedelta(seconds=5)))
-    result = rec.run()
+    result = rec.run(JOBS)
     row = table.get_entity(JOB, "clip-a")
     assert row[Col.STATE] == "succeeded" and row[Col.EXIT_CODE] == 0
     assert row[Col.DURATION_SECONDS] == pytest.approx(42.25)
@@ -182,7 +175,7 @@ def test_failure_carries_category_code_message_and_the_ffmpeg_error_line(env):
     submit_row(table, "bad-1", "bad.mp4")
     env["blobs"].get_blob_client(env["logs"], "bad-1/ffmpeg.log").upload_blob(NO_AUDIO_LOG.encode())
     tasks.put(failed("bad-1", T0 + timedelta(seconds=30), start=T0 + timedelta(seconds=10), retries=1))
-    result = rec.run()
+    result = rec.run(JOBS)
     row = table.get_entity(JOB, "bad-1")
     assert row[Col.STATE] == "failed" and row[Col.EXIT_CODE] == 1 and row[Col.RETRIES] == 1
     assert row[Col.FAILURE_CATEGORY] == "usererror" and row[Col.FAILURE_CODE] == "FailureExitCode"
@@ -198,7 +191,7 @@ def test_failure_without_a_log_keeps_the_service_reason(env):
     submit_row(table, "gone-1", "gone.mp4")
     tasks.put(task("gone-1", "completed", T0 + timedelta(seconds=3), result="failure",
                    failure=TaskFailure("usererror", "BlobNotFound", "The specified blob does not exist.")))
-    rec.run()
+    rec.run(JOBS)
     row = table.get_entity(JOB, "gone-1")
     assert row[Col.STATE] == "failed" and row[Col.FAILURE_CODE] == "BlobNotFound"
     assert row[Col.REASON] == "The specified blob does not exist." and Col.FFMPEG_ERROR not in row
@@ -209,7 +202,7 @@ def test_a_terminated_task_says_it_was_superseded(env):
     submit_row(table, "old-1", "same.mp4")
     tasks.put(task("old-1", "completed", T0 + timedelta(seconds=3), result="failure",
                    failure=TaskFailure("usererror", "TaskEnded", "Task Was Ended by User Request")))
-    rec.run()
+    rec.run(JOBS)
     row = table.get_entity(JOB, "old-1")
     assert row[Col.STATE] == "failed" and row[Col.FAILURE_CODE] == "TaskEnded"
     assert "superseded by a newer upload of the same name" in row[Col.REASON]
@@ -222,23 +215,23 @@ def test_watermark_advances_and_a_tick_without_changes_writes_nothing(env):
     for i in range(5):
         submit_row(table, f"t{i}", f"t{i}.mp4")
         tasks.put(succeeded(f"t{i}", T0 + timedelta(seconds=10 * i), start=T0))
-    first = rec.run()
+    first = rec.run(JOBS)
     assert first.watermark_after == T0 + timedelta(seconds=40)
     assert table.get_entity(STATUS_PARTITION, WATERMARK_ROW)[Col.WATERMARK] == T0 + timedelta(seconds=40)
     assert first.transactions == 1 and first.updated == 5
 
     mark = transport.mark()
-    again = rec.run()
+    again = rec.run(JOBS)
     assert writes(transport, mark) == []
     assert tasks.list_calls[-1] == T0 + timedelta(seconds=40) - timedelta(seconds=60)  # watermark - overlap
     assert again.listed == 5 and again.unchanged == 5 and again.transactions == 0
     # A fresh process (no row cache) re-reads but still writes nothing.
     mark = transport.mark()
-    env["make"](overlap=timedelta(seconds=60)).run()
+    env["make"](overlap=timedelta(seconds=60)).run(JOBS)
     assert writes(transport, mark) == []
 
     tasks.put(running("t9", T0 + timedelta(minutes=5)), Origin("t9", "late.mp4", "input", "0x9", "late.mp3", T0))
-    later = rec.run()
+    later = rec.run(JOBS)
     assert later.adopted == 1 and later.watermark_after == T0 + timedelta(minutes=5)
 
 
@@ -246,7 +239,7 @@ def test_unknown_task_is_adopted_with_its_origin(env):
     table, tasks, rec = env["table"], env["tasks"], env["make"]()
     tasks.put(succeeded("orphan-x", T0 + timedelta(seconds=20), start=T0),
               Origin("orphan-x", "old/deploy é.mp4", "input", "0xABC", "old/deploy é.mp3", T0 - timedelta(hours=1)))
-    result = rec.run()
+    result = rec.run(JOBS)
     row = table.get_entity(JOB, "orphan-x")
     assert result.adopted == 1
     assert row[Col.STATE] == "succeeded" and row[Col.INPUT_NAME] == "old/deploy é.mp4"
@@ -261,7 +254,7 @@ def test_unknown_task_is_adopted_with_its_origin(env):
 def test_task_deleted_before_adoption_is_skipped_not_fatal(env):
     tasks, rec = env["tasks"], env["make"]()
     tasks.put(succeeded("ghost", T0, start=T0))  # no origin: get_task answers TaskNotFound
-    result = rec.run()
+    result = rec.run(JOBS)
     assert result.vanished == 1 and result.complete
 
 
@@ -269,10 +262,10 @@ def test_an_older_listing_never_regresses_a_newer_row(env):
     table, tasks, rec = env["table"], env["tasks"], env["make"]()
     submit_row(table, "m1", "m1.mp4")
     tasks.put(succeeded("m1", T0 + timedelta(seconds=50), start=T0))
-    rec.run()
+    rec.run(JOBS)
     stale = env["make"]()  # another process that lists late
     tasks.put(running("m1", T0 + timedelta(seconds=10)))
-    result = stale.run()
+    result = stale.run(JOBS)
     assert table.get_entity(JOB, "m1")[Col.STATE] == "succeeded"
     assert result.updated == 0
 
@@ -284,7 +277,7 @@ def test_many_changes_go_in_transactions_of_at_most_100(env):
         submit_row(table, f"b{i:03d}", f"b{i}.mp4")
         tasks.put(running(f"b{i:03d}", T0 + timedelta(milliseconds=i)))
     mark = transport.mark()
-    result = rec.run()
+    result = rec.run(JOBS)
     batches = [r for r in transport.since(mark) if r[1] == "POST" and r[2].endswith("$batch")]
     assert result.updated == 250 and result.transactions == 3 and len(batches) == 3
     gets = [r for r in transport.since(mark) if r[1] == "GET"]
@@ -321,7 +314,7 @@ def test_etag_conflict_is_reread_and_redone_once(env):
     wrapped = ConflictingTable(table, "c2")
     rec = Reconciler(tasks=tasks, ledger=Ledger(wrapped, JOB), overlap=timedelta(seconds=60), failure_log=None,
                      output_url=None, clock=env["clock"])
-    result = rec.run()
+    result = rec.run(JOBS)
     assert wrapped.conflicts == 1 and result.complete and result.updated == 2
     assert len(result.errors) == 1  # the first transaction was refused on the ETag, the redo succeeded
     row = table.get_entity(JOB, "c2")
@@ -341,50 +334,10 @@ def test_failed_writes_hold_the_watermark_back(env):
 
     rec = Reconciler(tasks=tasks, ledger=Ledger(Broken(table, "w1"), JOB), overlap=timedelta(seconds=60),
                      failure_log=None, output_url=None, clock=env["clock"])
-    result = rec.run()
+    result = rec.run(JOBS)
     assert not result.complete and result.write_failures == 1
     assert result.watermark_after is None
     assert table.get_entity(JOB, "w1")[Col.STATE] == "queued"
-
-
-def test_cleanup_deletes_only_tasks_whose_row_is_final_and_repairs_the_rest(env):
-    table, tasks, clock = env["table"], env["tasks"], env["clock"]
-    rec = env["make"](overlap=timedelta(seconds=60))
-    for i in range(3):
-        submit_row(table, f"d{i}", f"d{i}.mp4")
-        tasks.put(succeeded(f"d{i}", T0 + timedelta(seconds=i), start=T0),
-                  Origin(f"d{i}", f"d{i}.mp4", "input", "0x1", f"d{i}.mp3", T0))
-    submit_row(table, "still-running", "r.mp4")
-    tasks.put(running("still-running", T0 + timedelta(seconds=3)))
-    rec.run()
-    table.delete_entity(JOB, "d2")  # a lost row: must be rebuilt, not deleted away with its task
-    clock.now = T0 + timedelta(hours=2)
-    tasks.put(running("later", T0 + timedelta(hours=2)), Origin("later", "later.mp4", "input", "0x2", "later.mp3", T0))
-    rec.run()  # the watermark moves past the completions
-
-    first = env["cleanup"](rec).run(retention=timedelta(hours=1))
-    assert sorted(tasks.deleted) == ["d0", "d1"]
-    assert first.repaired == 1 and first.kept == 1
-    assert table.get_entity(JOB, "d2")[Col.STATE] == "succeeded"
-    second = env["cleanup"](rec).run(retention=timedelta(hours=1))
-    assert sorted(tasks.deleted) == ["d0", "d1", "d2"] and second.deleted == 1
-    assert "still-running" in tasks.tasks
-    for key in ("d0", "d1", "d2"):
-        assert table.get_entity(JOB, key)[Col.STATE] == "succeeded"  # every row survives
-
-
-def test_cleanup_respects_retention(env):
-    table, tasks, clock = env["table"], env["tasks"], env["clock"]
-    rec = env["make"]()
-    submit_row(table, "k1", "k1.mp4")
-    tasks.put(succeeded("k1", T0, start=T0))
-    rec.run()
-    clock.now = T0 + timedelta(minutes=30)
-    tasks.put(running("x", T0 + timedelta(minutes=30)), Origin("x", "x.mp4", "input", "0x", "x.mp3", T0))
-    rec.run()
-    assert env["cleanup"](rec).run(retention=timedelta(hours=1)).deleted == 0
-    clock.now = T0 + timedelta(minutes=61)
-    assert env["cleanup"](rec).run(retention=timedelta(hours=1)).deleted == 1
 
 
 @pytest.mark.parametrize("state,result,exit_code,expected", [
@@ -400,7 +353,7 @@ def test_retry_in_progress_shows_queued_with_retry_count(env):
     table, tasks, rec = env["table"], env["tasks"], env["make"]()
     submit_row(table, "r1", "r1.mp4")
     tasks.put(replace(task("r1", "active", T0 + timedelta(seconds=9)), retry_count=1))
-    rec.run()
+    rec.run(JOBS)
     row = table.get_entity(JOB, "r1")
     assert row[Col.STATE] == "queued" and row[Col.RETRIES] == 1
 
@@ -410,12 +363,12 @@ def test_after_the_first_run_rows_are_point_read_never_scanned(env):
     rec = env["make"]()
     submit_row(table, "seed", "seed.mp4")
     tasks.put(running("seed", T0))
-    rec.run()  # watermark set
+    rec.run(JOBS)  # watermark set
     for i in range(200):
         submit_row(table, f"p{i:03d}", f"p{i}.mp4")
         tasks.put(running(f"p{i:03d}", T0 + timedelta(seconds=1, milliseconds=i)))
     mark = transport.mark()
-    result = rec.run()
+    result = rec.run(JOBS)
     gets = [r for r in transport.since(mark) if r[1] == "GET"]
     point = [g for g in gets if f"PartitionKey='{JOB}',RowKey=" in g[2]]
     assert result.updated == 200 and len(point) == 200  # "seed" is known to this process: no read
@@ -428,11 +381,11 @@ def test_a_task_listed_twice_while_paging_is_written_once_with_its_latest_state(
     early, late = running("dup", T0), succeeded("dup", T0 + timedelta(seconds=9), start=T0)
 
     class Twice(FakeTasks):
-        def list_task_changes(self, since):
+        def list_task_changes(self, job_ids, since):
             return [early, late]
 
     rec = Reconciler(tasks=Twice(), ledger=Ledger(table, JOB), overlap=timedelta(seconds=60), failure_log=None,
                      output_url=None, clock=env["clock"])
-    result = rec.run()
+    result = rec.run(JOBS)
     assert result.complete and result.updated == 1 and result.transactions == 1
     assert table.get_entity(JOB, "dup")[Col.STATE] == "succeeded"

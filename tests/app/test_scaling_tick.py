@@ -11,7 +11,8 @@ import pytest
 
 from shared.batch_types import PoolView
 from shared.batch_types import TaskCounts
-from shared.cleanup import HygieneResult
+from shared.batch_types import JobView
+from shared.job_periods import JobPeriods
 from shared.liveness import AuditResult
 from shared.reconcile import ReconcileResult
 from shared.recovery import PendingResult
@@ -24,6 +25,8 @@ from shared.tick import TickFailed, TimerService
 from shared.settings import TimerSettings
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+JOBS = JobPeriods("job", timedelta(hours=1))
+CURRENT = JOBS.job_for(T0, T0)
 SETTINGS = TimerSettings(idle_grace=timedelta(seconds=120), autoscale_handback=timedelta(seconds=300),
                          reconcile_overlap=timedelta(seconds=60), sweep_interval=timedelta(minutes=10),
                          sweep_min_age=timedelta(minutes=5), completed_task_retention=timedelta(hours=1),
@@ -36,8 +39,17 @@ class FakeMonitor:
     counts: TaskCounts | Exception | None = field(default_factory=lambda: TaskCounts(0, 0, 0, 0, 0))
     snapshot: PoolSnapshot | None = field(default_factory=lambda: PoolSnapshot(Allocation.STEADY, True, 0, 0))
     calls: list[str] = field(default_factory=list)
+    jobs: list[JobView] = field(default_factory=lambda: [JobView(CURRENT, "active", T0 + timedelta(hours=1))])
+    counted: list[list[str]] = field(default_factory=list)
 
-    def task_counts(self):
+    def our_jobs(self):
+        return list(self.jobs)
+
+    def delete_job(self, job_id):
+        self.calls.append(f"delete_job({job_id})")
+
+    def task_counts(self, job_ids):
+        self.counted.append(list(job_ids))
         if isinstance(self.counts, Exception):
             raise self.counts
         return self.counts
@@ -71,19 +83,13 @@ class FakeMonitor:
 class FakeReconciler:
     result: ReconcileResult | Exception = field(default_factory=ReconcileResult)
 
-    def run(self):
+    job_ids: list = field(default_factory=list)
+
+    def run(self, job_ids):
+        self.job_ids.append(list(job_ids))
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
-
-
-@dataclass
-class FakeCleanup:
-    cleaned: int = 0
-
-    def run(self, *, retention, time_left=lambda: 1.0):
-        self.cleaned += 1
-        return HygieneResult()
 
 
 @dataclass
@@ -110,14 +116,6 @@ class FakeSweeper:
 
 
 @dataclass
-class FakeJob:
-    job_id: str = "job"
-
-    def job_state(self):
-        return "active"
-
-
-@dataclass
 class FakePending:
     def retry(self):
         return PendingResult()
@@ -132,14 +130,14 @@ class FakeAudit:
         return AuditResult(cursor="next")
 
 
-def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0, cleanup=None,
+def service(monitor=None, reconciler=None, status=None, sweeper=None, now=T0,
             settings=SETTINGS, audit=None) -> TimerService:
     return TimerService(settings=settings, policy=ScalingPolicy(max_nodes=4, idle_grace=SETTINGS.idle_grace,
                                                                 autoscale_handback=SETTINGS.autoscale_handback),
                         monitor=monitor or FakeMonitor(), reconciler=reconciler or FakeReconciler(),
-                        cleanup=cleanup or FakeCleanup(), job=FakeJob(), resubmitter=None, pending=FakePending(),
+                        resubmitter=None, pending=FakePending(),
                         audit=audit or FakeAudit(), newest=None, status=status or FakeStatus(), sweeper=sweeper or FakeSweeper(), pool_id="pool",
-                        job_id="job", ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
+                        jobs=JOBS, ensure_containers=lambda: None, clock=lambda: now, sleep=lambda s: None)
 
 
 def test_a_ledger_outage_does_not_stop_the_wake():
@@ -166,13 +164,13 @@ def test_the_reconcile_listing_lifts_stale_counts():
 
 
 def test_maintenance_runs_on_its_cadence_and_records_the_sweep():
-    status, sweeper, cleanup = FakeStatus(), FakeSweeper(), FakeCleanup()
-    service(cleanup=cleanup, status=status, sweeper=sweeper).tick()
-    assert len(sweeper.runs) == 1 and cleanup.cleaned == 1
-    assert status.record.LastSweepAt == T0 and status.record.SweepWatermark == T0 - timedelta(minutes=5)
-    service(cleanup=cleanup, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=9)).tick()
+    status, sweeper = FakeStatus(), FakeSweeper()
+    service(status=status, sweeper=sweeper).tick()
     assert len(sweeper.runs) == 1
-    service(cleanup=cleanup, status=status, sweeper=sweeper, now=T0 + timedelta(minutes=10)).tick()
+    assert status.record.LastSweepAt == T0 and status.record.SweepWatermark == T0 - timedelta(minutes=5)
+    service(status=status, sweeper=sweeper, now=T0 + timedelta(minutes=9)).tick()
+    assert len(sweeper.runs) == 1
+    service(status=status, sweeper=sweeper, now=T0 + timedelta(minutes=10)).tick()
     assert sweeper.runs == [SweepPosition(), SweepPosition(covered_before=T0 - timedelta(minutes=5))]
 
 
@@ -191,17 +189,17 @@ def test_maintenance_runs_after_scaling():
 
 def test_a_spent_budget_defers_maintenance_and_the_audit_but_not_scaling():
     monitor = FakeMonitor(counts=TaskCounts(active=1, running=0, completed=0, succeeded=0, failed=0))
-    status, sweeper, cleanup, audit = FakeStatus(), FakeSweeper(), FakeCleanup(), FakeAudit()
+    status, sweeper, audit = FakeStatus(), FakeSweeper(), FakeAudit()
     spent = dataclasses.replace(SETTINGS, tick_budget=timedelta(0))
-    report = service(monitor, status=status, sweeper=sweeper, cleanup=cleanup, settings=spent, audit=audit).tick()
+    report = service(monitor, status=status, sweeper=sweeper, settings=spent, audit=audit).tick()
     assert monitor.calls == ["disable_autoscale", "resize(1)"]
-    assert sweeper.runs == [] and cleanup.cleaned == 0 and audit.cursors == []
-    assert report.deferred == ["sweep", "cleanup", "audit"] and status.record.Deferred == "sweep,cleanup,audit"
+    assert sweeper.runs == [] and audit.cursors == []
+    assert report.deferred == ["sweep", "audit"] and status.record.Deferred == "sweep,audit"
     assert report.errors == []
     # The next tick with time to spare does the deferred work.
-    service(monitor, status=status, sweeper=sweeper, cleanup=cleanup, audit=audit,
+    service(monitor, status=status, sweeper=sweeper, audit=audit,
             now=T0 + timedelta(minutes=1)).tick()
-    assert len(sweeper.runs) == 1 and cleanup.cleaned == 1 and status.record.Deferred is None
+    assert len(sweeper.runs) == 1 and status.record.Deferred is None
 
 
 def test_a_sweep_pass_in_progress_resumes_on_the_next_tick_from_its_marker():
@@ -246,7 +244,7 @@ def test_overlapping_tick_in_one_process_is_skipped():
     gate, release = threading.Event(), threading.Event()
 
     class SlowReconciler(FakeReconciler):
-        def run(self):
+        def run(self, job_ids):
             gate.set()
             release.wait(5)
             return ReconcileResult()
@@ -269,3 +267,26 @@ def test_on_timer_raises_when_a_phase_failed_so_the_host_records_it():
         assert not on_timer(type("T", (), {"past_due": False})()).errors
     finally:
         set_timer_service(None)
+
+
+def test_reconcile_and_counts_read_every_live_job_and_a_completed_one_is_deleted():
+    old = JobView(JOBS.job_for(T0 - timedelta(hours=1), T0), "active", T0)
+    done = JobView(JOBS.job_for(T0 - timedelta(minutes=90), T0), "completed", T0 - timedelta(minutes=30))
+    monitor = FakeMonitor(jobs=[done, old, JobView(CURRENT, "active", T0 + timedelta(hours=1))])
+    reconciler, status = FakeReconciler(), FakeStatus()
+    report = service(monitor, reconciler, status).tick()
+    assert reconciler.job_ids == [[old.job_id, CURRENT]] and monitor.counted[0] == [old.job_id, CURRENT]
+    assert f"delete_job({done.job_id})" in monitor.calls and "deleted" in report.job.action
+    assert status.record.JobId == CURRENT and f"{done.job_id}:completed" in status.record.JobState
+
+
+def test_without_the_job_list_nothing_is_read_and_nothing_scaled():
+    class Unlisted(FakeMonitor):
+        def our_jobs(self):
+            raise RuntimeError("Batch unreachable")
+
+    monitor, reconciler = Unlisted(counts=TaskCounts(0, 0, 0, 0, 0)), FakeReconciler()
+    status = FakeStatus(StatusRecord(IdleSince=T0 - timedelta(hours=1), LastSweepAt=T0))
+    report = service(monitor, reconciler, status).tick()
+    assert reconciler.job_ids == [] and monitor.counted == [] and report.scaling is None
+    assert any(e.startswith("jobs:") for e in report.errors)

@@ -9,6 +9,7 @@ import pytest
 from shared import naming
 from shared.batch_types import AddOutcome, BatchUnavailable
 from shared.ledger import State
+from shared.job_periods import JobPeriods
 from shared.submit import BlobVersion, Submitter
 from shared.task_spec import TaskLimits
 
@@ -21,7 +22,7 @@ ETAG = '"0x8DC0FFEE"'
 @pytest.fixture
 def parts():
     gateway, ledger, access = FakeBatch(), FakeLedger(), FakeAccess()
-    submitter = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs",
+    submitter = Submitter(batch=gateway, ledger=ledger, access=access, jobs=JobPeriods("jobs", timedelta(hours=1)),
                           limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW)
     return submitter, gateway, ledger, access
 
@@ -43,7 +44,9 @@ def test_mp4_is_submitted_and_recorded_queued(parts):
     entity = row.to_entity()
     assert entity["PartitionKey"] == "jobs" and entity["RowKey"] == task_id
     assert entity["InputName"] == "shows/ep 1.MP4" and entity["InputEtag"] == ETAG
-    assert entity["SubmittedAt"] == NOW and entity["State"] == "queued" and entity["JobId"] == "jobs"
+    # No Last-Modified known: the period of "now"; the task went to the job the row names.
+    assert entity["SubmittedAt"] == NOW and entity["State"] == "queued" and entity["JobId"] == "jobs-20261125-120000"
+    assert gateway.jobs[task_id.lower()] == "jobs-20261125-120000"
     assert entity["InputSize"].value == 20 * 1024**3 and entity["InputSize"].edm_type.value == "Edm.Int64"
 
 
@@ -184,7 +187,7 @@ def test_names_differing_only_in_the_extension_case_do_not_share_an_mp3(parts):
 def test_a_twin_that_was_deleted_does_not_block_the_name(parts):
     submitter, gateway, ledger, access = parts
     submitter.handle(blob("clip.mp4", etag='"0x1"'))
-    gone = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs", limits=submitter._limits,
+    gone = Submitter(batch=gateway, ledger=ledger, access=access, jobs=JobPeriods("jobs", timedelta(hours=1)), limits=submitter._limits,
                      clock=lambda: NOW, input_exists=lambda container, name: False)
     assert gone.handle(blob("clip.MP4", etag='"0x2"')).state is State.QUEUED
 
@@ -200,7 +203,7 @@ def test_a_late_trigger_of_an_older_version_does_not_stop_a_newer_one(parts):
 
 def test_an_upload_larger_than_the_node_disk_allows_is_rejected_with_its_size(parts):
     submitter, gateway, ledger, access = parts
-    capped = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs", limits=submitter._limits,
+    capped = Submitter(batch=gateway, ledger=ledger, access=access, jobs=JobPeriods("jobs", timedelta(hours=1)), limits=submitter._limits,
                        clock=lambda: NOW, max_input_bytes=10 * 1024**3)
     outcome = capped.handle(blob("huge.mp4", size=20 * 1024**3))
     assert outcome.state is State.REJECTED and gateway.calls == []
@@ -256,9 +259,28 @@ def test_a_listing_without_metadata_reads_that_versions_own(parts):
         asked.append(version.etag)
         return {"mp3_channels": "2"} if version.etag == ETAG else None
 
-    submitter = Submitter(batch=gateway, ledger=ledger, access=access, job_id="jobs",
+    submitter = Submitter(batch=gateway, ledger=ledger, access=access, jobs=JobPeriods("jobs", timedelta(hours=1)),
                           limits=TaskLimits(2, 1, timedelta(minutes=60)), clock=lambda: NOW, read_metadata=read)
     ok = submitter.handle(blob("a.mp4"))
     assert "-ac 2" in gateway.tasks[ok.row_key.lower()].command_line
     gone = submitter.handle(blob("b.mp4", etag='"0xGONE"'))
     assert gone.state is State.SKIPPED and "replaced or deleted" in gone.reason and asked == [ETAG, '"0xGONE"']
+
+
+def test_a_version_goes_to_the_job_of_the_period_it_was_written_in_whatever_path_submits_it(parts):
+    submitter, gateway, ledger, _ = parts
+    written = NOW - timedelta(minutes=70)  # the previous hourly period
+    version = BlobVersion(container="input", name="late.mp4", etag=ETAG, size=10, modified=written)
+    first = submitter.handle(version)
+    again = submitter.handle(version)  # the sweep or a retry, later: same job, so TaskExists
+    task_id = naming.task_id("late.mp4", ETAG)
+    assert (first.task, again.task) == (AddOutcome.CREATED, AddOutcome.ALREADY_EXISTS)
+    assert gateway.jobs[task_id.lower()] == "jobs-20261125-100000"
+    assert ledger.rows[("jobs", task_id)].to_entity()["JobId"] == "jobs-20261125-100000"
+
+
+def test_a_version_older_than_two_periods_goes_to_the_late_job(parts):
+    submitter, gateway, _, _ = parts
+    old = BlobVersion(container="input", name="old.mp4", etag=ETAG, size=10, modified=NOW - timedelta(days=3))
+    submitter.handle(old)
+    assert gateway.jobs[naming.task_id("old.mp4", ETAG).lower()] == "jobs-late"

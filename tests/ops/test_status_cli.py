@@ -20,6 +20,7 @@ from azure.storage.blob import BlobServiceClient
 from ops import commands as status_cli
 from shared.access import Containers, SasAccess
 from shared.ledger import Col, Ledger
+from shared.job_periods import JobPeriods
 from shared.submit import BlobVersion, Submitter, limits_from
 from tests.app.fakes import FakeBatch
 from tests.app.stack import SAMPLE, unique
@@ -85,7 +86,7 @@ def fake_batch_submitter(stack: Stack) -> tuple[Submitter, FakeBatch]:
     """The app's submit path with Batch faked at the gateway seam (tests that never reach Batch)."""
     gateway = FakeBatch()
     access = SasAccess(stack.blobs, Containers(stack.values["OUTPUT_CONTAINER"], stack.logs), timedelta(hours=4))
-    submitter = Submitter(batch=gateway, ledger=Ledger(stack.table, stack.job_id), access=access, job_id=stack.job_id,
+    submitter = Submitter(batch=gateway, ledger=Ledger(stack.table, stack.job_id), access=access, jobs=JobPeriods(stack.job_id, timedelta(hours=1)),
                           limits=limits_from(2, 1, 60))
     return submitter, gateway
 
@@ -304,7 +305,7 @@ def test_pool_before_the_first_upload(tmp_path, capsys, storage_connection_strin
     code, out, err = cli(capsys, stack, "pool")
     assert code == 0, err
     assert f"pool {stack.values['BATCH_POOL_ID']} does not exist yet" in out
-    assert f"job {stack.job_id} does not exist yet" in out and "no status row from the timer yet" in out
+    assert f"no job {stack.job_id}-… exists yet" in out and "no status row from the timer yet" in out
 
 
 def test_pool_shows_allocation_nodes_tasks_and_the_timer_status_row(tmp_path, capsys, storage_connection_string,
@@ -325,7 +326,8 @@ def test_pool_shows_allocation_nodes_tasks_and_the_timer_status_row(tmp_path, ca
     assert report["node_counts"]["dedicated"]["total"] == pool["current_dedicated_nodes"]
     assert report["task_counts"]["succeeded"] == 1 and report["task_counts"]["failed"] == 0
     summary = next(r for r in report["status_rows"] if r["row"] == "summary")
-    assert summary["PoolId"] == stack.values["BATCH_POOL_ID"] and summary["JobId"] == stack.job_id
+    assert summary["PoolId"] == stack.values["BATCH_POOL_ID"] and summary["JobId"].startswith(f"{stack.job_id}-")
+    assert [job["state"] for job in report["jobs"]] == ["active"] and report["jobs"][0]["tasks"]["succeeded"] == 1
     assert_no_secrets(out)
 
     code, out, _ = cli(capsys, stack, "pool")
@@ -341,7 +343,7 @@ def test_resubmit_runs_a_failed_task_again(tmp_path, capsys, storage_connection_
     name = "no audio/silent clip.mp4"
     key = service.submitter.handle(stack.upload(name, silent_clip.read_bytes())).row_key
     tick_until(timer, lambda: stack.row(key)["State"] == "failed", what="the first failure")
-    first = service.clients.batch.get_task(stack.job_id, key)
+    first = service.clients.batch.get_task(stack.row(key)[Col.JOB_ID], key)
 
     code, out, _ = cli(capsys, stack, "failures")
     assert code == 0 and name in out and f"{stack.logs}/{key}/ffmpeg.log" in out
@@ -360,12 +362,12 @@ def test_resubmit_runs_a_failed_task_again(tmp_path, capsys, storage_connection_
     for column in (Col.FAILURE_MESSAGE, Col.FAILURE_CATEGORY, Col.EXIT_CODE, Col.ENDED_AT, Col.REASON):
         assert column not in row
     assert row[Col.INPUT_NAME] == name and row[Col.TASK_ID] == key
-    again = service.clients.batch.get_task(stack.job_id, key)
+    again = service.clients.batch.get_task(stack.row(key)[Col.JOB_ID], key)
     assert again.creation_time > first.creation_time  # a new task under the same id
     assert_no_secrets(out)
 
     tick_until(timer, lambda: stack.row(key)["State"] == "failed", what="the second run")
-    rerun = service.clients.batch.get_task(stack.job_id, key)
+    rerun = service.clients.batch.get_task(stack.row(key)[Col.JOB_ID], key)
     assert rerun.execution_info.start_time >= resubmitted_at - timedelta(seconds=1)
     assert rerun.execution_info.exit_code != 0
 
@@ -373,7 +375,7 @@ def test_resubmit_runs_a_failed_task_again(tmp_path, capsys, storage_connection_
     stack.blobs.get_blob_client(stack.input, name).delete_blob()
     code, out, _ = cli(capsys, stack, "resubmit", "--all-failed", "--yes")
     assert code == status_cli.EXIT_INCOMPLETE and "input_missing" in out
-    assert service.clients.batch.get_task(stack.job_id, key).creation_time == rerun.creation_time
+    assert service.clients.batch.get_task(stack.row(key)[Col.JOB_ID], key).creation_time == rerun.creation_time
 
 
 def test_resubmit_leaves_a_task_that_batch_still_runs(tmp_path, capsys, storage_connection_string,
@@ -383,11 +385,11 @@ def test_resubmit_leaves_a_task_that_batch_still_runs(tmp_path, capsys, storage_
     service.ensure_output_containers()
     key = service.submitter.handle(stack.upload("waiting.mp4", stereo_clip.read_bytes())).row_key
     stack.reconciled(key, State="failed", FailureMessage="marked failed by hand")
-    created = service.clients.batch.get_task(stack.job_id, key).creation_time
+    created = service.clients.batch.get_task(stack.row(key)[Col.JOB_ID], key).creation_time
     code, out, _ = cli(capsys, stack, "resubmit", "waiting.mp4", "--yes")
     assert code == status_cli.EXIT_INCOMPLETE and "task_busy" in out and "task is still active" in out
     assert stack.row(key)["State"] == "failed"
-    assert service.clients.batch.get_task(stack.job_id, key).creation_time == created
+    assert service.clients.batch.get_task(stack.row(key)[Col.JOB_ID], key).creation_time == created
 
 
 def test_unreachable_service_is_reported_with_a_hint(capsys):
