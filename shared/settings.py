@@ -24,7 +24,8 @@ __all__ = ["BATCH_ID_RE", "MEDIA_CONNECTION", "EventSink", "EventsSettings", "No
 # the same setting (or its identity-based `__blobServiceUri` / `__tableServiceUri` variants).
 MEDIA_CONNECTION = "MEDIA_STORAGE"
 
-# A Standard_D2s_v5 node has no temporary disk: its 30 GiB OS disk holds the OS, ffmpeg, the input and the MP3.
+# Per task slot a node's temporary disk holds the input, its MP3 and a just-finished task's files: 2 x this per
+# slot (docs/deploy.md, "Disk per slot"); a Standard_D2ds_v5 (2 slots) has 75 GiB.
 DEFAULT_MAX_INPUT_BYTES = 10 * 1024**3
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 # Azure VM size names carry the vCPU count after the family letters; constrained-core sizes
@@ -132,7 +133,7 @@ class Settings:
         token_scope = r.optional("BATCH_TOKEN_SCOPE")
         if account_key is None and token_scope is None:
             token_scope = _derive_batch_scope(account_url)
-        vm_size = r.text("POOL_VM_SIZE", "Standard_D2s_v5")
+        vm_size = r.text("POOL_VM_SIZE", "Standard_D2ds_v5")
         image = _image(r)
         wall_clock = r.integer("TASK_MAX_WALL_CLOCK_MINUTES", 60, low=1, high=7 * 24 * 60)
         retries = r.integer("TASK_MAX_RETRIES", 1, low=0, high=10)

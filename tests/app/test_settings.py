@@ -26,7 +26,7 @@ def test_sample_settings_are_valid_and_local():
     assert s.storage.connection_string == "UseDevelopmentStorage=true" and not s.storage.uses_identity
     assert s.batch_account_key and s.batch_token_scope is None
     assert (s.input_container, s.output_container, s.logs_container) == ("input", "output", "logs")
-    assert s.task_slots_per_node == 2            # Standard_D2s_v5 has 2 vCPUs
+    assert s.task_slots_per_node == 2            # Standard_D2ds_v5 has 2 vCPUs
     assert s.node_agent_sku_id == "batch.node.ubuntu 24.04"
     assert s.trigger_source is TriggerSource.POLLING
     assert s.node_priority is NodePriority.DEDICATED
