@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.ledger import STATUS_PARTITION, Ledger, LedgerRow, State
+from shared.ledger import FILE_ROWS_BELOW, STATUS_PARTITION, Ledger, LedgerRow, State
 
 FAILURE_STATES = (State.FAILED, State.REJECTED)
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
@@ -46,7 +46,9 @@ class LedgerReader:
         self._ledger = ledger
 
     def entries(self, states: Iterable[State] = (), name_prefix: str | None = None) -> Iterator[LedgerRow]:
-        clauses, params = ["PartitionKey eq @pk"], {"pk": self._ledger.job_id}
+        # File rows only: the partition also holds completion events' outbox markers, keyed above them.
+        clauses, params = ["PartitionKey eq @pk and RowKey lt @files_end"], {"pk": self._ledger.job_id,
+                                                                               "files_end": FILE_ROWS_BELOW}
         states = list(states)
         if states:
             params.update({f"s{i}": s.value for i, s in enumerate(states)})
