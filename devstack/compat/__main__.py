@@ -18,6 +18,7 @@ from devstack import media
 
 from .azcli import run_azcli
 from .clients import CLIENTS, ClientSpec, RunContext, by_key, run_script_client
+from .formulas import run_client as run_formulas
 from .rest_scenario import run_rest
 from .results import ClientResult, render
 from .stack import CompatStack
@@ -64,6 +65,8 @@ def run(specs: list[ClientSpec], *, work: Path, cache: Path, az: str | None) -> 
                 result = run_rest(stack.batch_url, stack.batch_account, stack.batch_key, "rest")
             elif spec.kind == "azcli":
                 result = run_azcli(stack, work, cache, az, clips / CLIP_NAMES[0])
+            elif spec.kind == "formulas":
+                result = run_formulas(stack)
             else:
                 result = run_script_client(spec, ctx)
             result.seconds = time.monotonic() - started

@@ -5,6 +5,7 @@
 - `sdk-*`: an azure-batch release in its own venv, running a scenario script under scenarios/.
 - `tutorial-*`: the ffmpeg tutorial's flow with that era's azure-batch and azure-storage-blob (BlockBlobService).
 - `azcli`: the az CLI (an existing `az`, or azure-cli installed into a venv).
+- `formulas`: public autoscale formulas (docs, SDK tests, tools; formulas.py) through this venv's azure-batch.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class ClientSpec:
     key: str                              # name on the command line
     client: str                           # what a person would call it
     version: str
-    kind: str                             # "rest" | "shell" | "venv" | "azcli"
+    kind: str                             # "rest" | "shell" | "venv" | "azcli" | "formulas"
     requirements: tuple[str, ...] = ()    # pip requirements of the client's venv
     scenario: str | None = None           # script in scenarios/ (kind "venv")
     note: str = ""
@@ -43,6 +44,8 @@ CLIENTS: tuple[ClientSpec, ...] = (
     ClientSpec("curl", "curl + openssl (bash, docs-form Shared Key)", "api 2024-07-01.20.0", "shell",
                scenario="curl_rest.sh", slow=False),
     ClientSpec("azcli", "az CLI", "installed", "azcli", note="azure-batch 15.0.0b1 inside"),
+    ClientSpec("formulas", "public autoscale formulas via azure-batch", "this venv", "formulas", slow=False,
+               note="evaluate_pool_auto_scale, recorded answers compared"),
     ClientSpec("sdk-14.2.0", "azure-batch", "14.2.0", "venv", ("azure-batch==14.2.0",), "msrest_sdk.py",
                note="last msrest-based release"),
     ClientSpec("sdk-13.0.0", "azure-batch", "13.0.0", "venv", ("azure-batch==13.0.0",), "msrest_sdk.py"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class CompatStack:
     work: Path
     node_start_delay: float = 0.5
+    sample_lag: timedelta | None = None   # None: the emulator's default (the docs' ~1 minute)
     ports: azurite.AzuritePorts = field(default_factory=azurite.free_ports)
     _azurite: subprocess.Popen | None = None
     emulator: EmulatorServer | None = None
@@ -31,7 +33,8 @@ class CompatStack:
             # Clients create pools with the service's 5-minute minimum autoscale interval, so the emulator keeps
             # the service's rules; only node boot is shortened.
             config = EmulatorConfig(host="127.0.0.1", port=0, data_dir=None, node_start_delay=self.node_start_delay,
-                                    storage_connection_string=self.connection_string, log_level="WARNING")
+                                    storage_connection_string=self.connection_string, log_level="WARNING",
+                                    sample_lag=self.sample_lag)
             self.emulator = EmulatorServer(config).start()
         except BaseException:
             self.close()

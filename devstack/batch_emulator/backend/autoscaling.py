@@ -49,6 +49,16 @@ def sample_lag(config: EmulatorConfig) -> timedelta:
     return config.sample_lag if config.sample_lag is not None else 2 * config.sample_period
 
 
+def replace_history(pool: PoolRecord, now: datetime, series: dict[str, list[float]], period: timedelta,
+                    newest_age: timedelta) -> None:
+    """Test hook: make each named metric's history exactly ``values`` (oldest first), one sample per ``period``,
+    the newest taken ``newest_age`` ago (formulas see it once the sample lag has passed, like any sample)."""
+    newest = now - newest_age
+    for name, values in series.items():
+        count = len(values)
+        pool.samples[name] = [(newest - (count - 1 - i) * period, float(v)) for i, v in enumerate(values)]
+
+
 def inputs_for(pool: PoolRecord, now: datetime, scalars: dict[str, float], config: EmulatorConfig) -> AutoScaleInputs:
     """What a formula sees at ``now``: the samples taken up to ``now - sample_lag`` (their own timestamps)."""
     visible_until = now - sample_lag(config)
