@@ -6,10 +6,10 @@
 fail() { echo "$HOOK: $*" >&2; exit 1; }
 say() { echo "$HOOK: $*"; }
 
-# azd exports the environment's values to hooks; read any that are missing from azd itself.
+# azd exports the environment's values to hooks; read any that are missing from azd itself, once.
 _azd_values=""
+_azd_loaded=""
 _azd_value() {
-  if [ -z "$_azd_values" ]; then _azd_values=$(azd env get-values) || fail "'azd env get-values' failed"; fi
   printf '%s\n' "$_azd_values" | sed -n "s/^$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" | head -n 1
 }
 
@@ -18,6 +18,10 @@ load() {
   for _name in "$@"; do
     eval "_current=\${$_name:-}"
     if [ -z "$_current" ]; then
+      if [ -z "$_azd_loaded" ]; then  # not in a subshell: the values are kept for the next names
+        _azd_values=$(azd env get-values) || fail "'azd env get-values' failed"
+        _azd_loaded=1
+      fi
       _current=$(_azd_value "$_name")
       eval "$_name=\$_current"
     fi

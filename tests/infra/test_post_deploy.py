@@ -43,6 +43,7 @@ def test_creates_the_subscription_pinned_to_azds_subscription(fakes: Fakes):
     assert run.result.returncode == 0, run.output
     assert_pinned_and_keyless(run)
     assert not run.az("account", "show")  # az's default subscription is never consulted
+    assert [c for c in run.calls if c[0] == "azd"] == [["azd", "env", "get-values"]]  # asked once
     (put,) = [c for c in run.az("rest") if c[3] == "put"]
     assert _option(put, "--url") == (
         f"/subscriptions/{AZD_SUBSCRIPTION}/resourceGroups/rg-test/providers/Microsoft.EventGrid/systemTopics/"
