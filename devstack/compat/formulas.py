@@ -357,15 +357,16 @@ def run_in_process(engine: ModuleType, formula: PublicFormula, lag: timedelta = 
     try:
         compiled = engine.compile_formula(formula.text)
     except engine.AutoScaleError as exc:
-        return judge(formula, lag=lag, outcome=Outcome(formula.key, False, False, error_code=exc.code,
-                                      error_message="; ".join(v for _, v in exc.values)))
+        message = "; ".join(v for _, v in exc.values)
+        return judge(formula, Outcome(formula.key, False, False, error_code=exc.code, error_message=message), lag)
     inputs = engine.AutoScaleInputs(now=now, samples=samples, scalars=_scalars(formula), sample_period=SAMPLE_PERIOD)
     try:
         result = engine.evaluate(compiled, inputs)
     except engine.AutoScaleError as exc:
-        return judge(formula, lag=lag, outcome=Outcome(formula.key, True, False, results=exc.results or "", error_code=exc.code,
-                                      error_message="; ".join(v for _, v in exc.values)))
-    return judge(formula, lag=lag, outcome=Outcome(formula.key, True, True, results=result.results))
+        failed = Outcome(formula.key, True, False, results=exc.results or "", error_code=exc.code,
+                         error_message="; ".join(v for _, v in exc.values))
+        return judge(formula, failed, lag)
+    return judge(formula, Outcome(formula.key, True, True, results=result.results), lag)
 
 
 def run_through_sdk(client: Any, batch_url: str, formula: PublicFormula, *, pool_id: str,
@@ -387,30 +388,30 @@ def run_through_sdk(client: Any, batch_url: str, formula: PublicFormula, *, pool
             node_agent_sku_id="batch.node.ubuntu 24.04"),
         enable_auto_scale=True, auto_scale_formula=f"$TargetDedicatedNodes = {formula.target};",
         auto_scale_evaluation_interval=timedelta(minutes=15)))
-    if True:
-        deadline = time.monotonic() + 30
-        while client.get_pool(pool_id).current_dedicated_nodes != formula.target:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{pool_id}: nodes did not reach {formula.target}")
-            time.sleep(0.05)
-        response = httpx.post(f"{batch_url}/_emulator/pools/{pool_id}/history", headers=ADMIN_HEADERS, json={
-            "series": formula.series(), "periodSeconds": SAMPLE_PERIOD.total_seconds(),
-            "newestAgeSeconds": formula.newest_age})
-        response.raise_for_status()
-        try:
-            run = client.evaluate_pool_auto_scale(pool_id, m.BatchPoolEvaluateAutoScaleOptions(
-                auto_scale_formula=formula.text))
-        except HttpResponseError as exc:
-            code = getattr(exc.error, "code", "") if exc.error else ""
-            values = getattr(exc.error, "error_values", None) or []
-            message = "; ".join(str(v.value) for v in values) or str(exc.message)
-            parsed = code != "AutoScalingFormulaSyntaxError"
-            return judge(formula, lag=lag, outcome=Outcome(formula.key, parsed, False, error_code=code, error_message=message))
-        if run.error is not None:
-            message = "; ".join(str(v.value) for v in (run.error.error_values or []))
-            return judge(formula, lag=lag, outcome=Outcome(formula.key, True, False, results=run.results or "",
-                                          error_code=run.error.code or "", error_message=message))
-        return judge(formula, lag=lag, outcome=Outcome(formula.key, True, True, results=run.results or ""))
+    deadline = time.monotonic() + 30
+    while client.get_pool(pool_id).current_dedicated_nodes != formula.target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{pool_id}: nodes did not reach {formula.target}")
+        time.sleep(0.05)
+    response = httpx.post(f"{batch_url}/_emulator/pools/{pool_id}/history", headers=ADMIN_HEADERS, json={
+        "series": formula.series(), "periodSeconds": SAMPLE_PERIOD.total_seconds(),
+        "newestAgeSeconds": formula.newest_age})
+    response.raise_for_status()
+    try:
+        run = client.evaluate_pool_auto_scale(pool_id, m.BatchPoolEvaluateAutoScaleOptions(
+            auto_scale_formula=formula.text))
+    except HttpResponseError as exc:
+        code = getattr(exc.error, "code", "") if exc.error else ""
+        values = getattr(exc.error, "error_values", None) or []
+        message = "; ".join(str(v.value) for v in values) or str(exc.message)
+        parsed = code != "AutoScalingFormulaSyntaxError"
+        return judge(formula, Outcome(formula.key, parsed, False, error_code=code, error_message=message), lag)
+    if run.error is not None:
+        message = "; ".join(str(v.value) for v in (run.error.error_values or []))
+        failed = Outcome(formula.key, True, False, results=run.results or "", error_code=run.error.code or "",
+                         error_message=message)
+        return judge(formula, failed, lag)
+    return judge(formula, Outcome(formula.key, True, True, results=run.results or ""), lag)
 
 
 def totals(outcomes: list[Outcome]) -> dict[str, int]:

@@ -87,8 +87,9 @@ def disagreements(raw: dict[str, list[dict]], host: DevHost, env: typing.Mapping
             "path": (_resolve(b.get("path", ""), env), fn.pattern.path),
             "connection": (b.get("connection"), fn.connection.setting),
             "source": (b.get("source") or POLLING_SOURCE, fn.source),
-            "properties.SupportsDeferredBinding": ((b.get("properties") or {}).get("SupportsDeferredBinding"),
-                                                   (fn.function.trigger_arg_kind or "").startswith(BLOB_ARG_SDK_PREFIX)),
+            "properties.SupportsDeferredBinding": (
+                (b.get("properties") or {}).get("SupportsDeferredBinding"),
+                (fn.function.trigger_arg_kind or "").startswith(BLOB_ARG_SDK_PREFIX)),
         }
         problems += [f"{fn.name}.{k}: worker {w!r}, dev host {h!r}" for k, (w, h) in checks.items() if w != h]
     for timer in host.timer_functions:
