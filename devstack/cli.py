@@ -52,6 +52,18 @@ def cmd_status(extra: list[str]) -> int:
     return commands.main(extra)
 
 
+def cmd_submit(extra: list[str]) -> int:
+    from ops import producer_cli  # the producer command (a product package)
+
+    return producer_cli.main("submit", extra, prog="./dev submit")
+
+
+def cmd_events(extra: list[str]) -> int:
+    from ops import producer_cli
+
+    return producer_cli.main("events", extra, prog="./dev events")
+
+
 def cmd_bench(extra: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "bench.run", *extra], cwd=stack.ROOT)
 
@@ -64,6 +76,9 @@ COMMANDS = {
     "stop": (cmd_stop, "stop the local stack"),
     "ps": (cmd_ps, "show which parts of the local stack are running"),
     "status": (cmd_status, "operators' view of the ledger and pool (./dev status --help)"),
+    "submit": (cmd_submit, "upload files with per-file options, wait for their outcomes, fetch the MP3s "
+                           "(./dev submit --help)"),
+    "events": (cmd_events, "print completion events from the events queue (./dev events --help)"),
 }
 
 
