@@ -27,6 +27,8 @@ key_pause=${POST_DEPLOY_KEY_SECONDS:-10}
 create_tries=${POST_DEPLOY_CREATE_TRIES:-6}
 backoff=${POST_DEPLOY_BACKOFF_SECONDS:-15}
 backoff_cap=${POST_DEPLOY_BACKOFF_CAP_SECONDS:-120}
+settle_tries=${POST_DEPLOY_SETTLE_TRIES:-36}
+settle_pause=${POST_DEPLOY_SETTLE_SECONDS:-5}
 api=2022-06-15
 
 umask 077
@@ -81,12 +83,29 @@ cat >"$work/subscription.json" <<JSON
   "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
 }}
 JSON
+# Event Grid creates the subscription asynchronously: the PUT may answer 201 "Creating" and the handshake
+# fail afterwards (provisioningState Failed), or the PUT itself may fail with the handshake error.
+# Either way: wait for the outcome, and retry what time can fix.
+settle() {  # prints the final provisioningState (or the last one seen)
+  _i=0
+  while :; do
+    _state=$(az rest --method get --url "$sub_path?api-version=$api" --query properties.provisioningState -o tsv \
+               2>/dev/null || echo Unknown)
+    case "$_state" in Creating|Updating) ;; *) echo "$_state"; return ;; esac
+    _i=$((_i + 1))
+    [ "$_i" -lt "$settle_tries" ] || { echo "$_state"; return; }
+    sleep "$settle_pause"
+  done
+}
 attempt=1
 pause=$backoff
 while :; do
   if az rest --method put --url "$sub_path?api-version=$api" --body "@$work/subscription.json" -o none \
        2>"$work/put.err"; then
-    break
+    state=$(settle)
+    [ "$state" = Succeeded ] && break
+    echo "the subscription's provisioning ended $state: Event Grid's webhook validation handshake did not complete" \
+      >"$work/put.err"
   fi
   # Retry what time can fix: the webhook handshake with a cold app, throttling, a conflicting operation,
   # a service hiccup. Anything else (rights, a bad request) fails now, with az's message.

@@ -8,7 +8,9 @@ and behave like the real tools where the hooks depend on it:
 - the Event Grid subscription is remembered between runs (a PUT stores its state, a GET reads it back,
   getFullUrl returns the stored endpoint), so a second run sees what the first created;
 - the first FAKE_PUT_FAILS PUTs fail with Event Grid's webhook validation error, quoting the endpoint URL
-  with its key, like a cold app missing the handshake.
+  with its key, like a cold app missing the handshake; the next FAKE_ASYNC_FAILS PUTs are accepted but the
+  subscription's provisioning then ends Failed (Event Grid creates subscriptions asynchronously); every
+  accepted PUT reads "Creating" once before its outcome.
 """
 from __future__ import annotations
 
@@ -51,8 +53,15 @@ case "$1 $2" in
   "rest --method")
      case "$3 $*" in
        get*eventSubscriptions*)
-          if [ -f "$FAKE_DIR/eg-state.txt" ]; then cat "$FAKE_DIR/eg-state.txt"
-          else echo "ERROR: (ResourceNotFound) The Resource 'eventSubscriptions/input-blob-created' was not found." >&2; exit 1; fi ;;
+          if [ ! -f "$FAKE_DIR/eg-state.txt" ]; then
+            echo "ERROR: (ResourceNotFound) The Resource 'eventSubscriptions/input-blob-created' was not found." >&2; exit 1
+          fi
+          case "$*" in
+            *"join("*) cat "$FAKE_DIR/eg-state.txt" ;;
+            *) # provisioningState alone: "Creating" once after each PUT, then the stored outcome
+               if [ -f "$FAKE_DIR/eg-creating" ]; then rm "$FAKE_DIR/eg-creating"; echo Creating
+               else cut -d'|' -f1 "$FAKE_DIR/eg-state.txt"; fi ;;
+          esac ;;
        post*getFullUrl*) cat "$FAKE_DIR/eg-fullurl.txt" ;;
        put*eventSubscriptions*)
           n=$(count put_calls)
@@ -64,7 +73,11 @@ case "$1 $2" in
           fi
           cp "$body" "$FAKE_DIR/eventgrid-body.json"
           subject=$(sed -n 's/.*"subjectBeginsWith": "\([^"]*\)".*/\1/p' "$body")
-          echo "Succeeded|${url%%\?*}|$subject" >"$FAKE_DIR/eg-state.txt"
+          outcome=Succeeded
+          # accepted, then the handshake fails while provisioning (the asynchronous form of the same failure)
+          [ "$n" -le "$((${FAKE_PUT_FAILS:-0} + ${FAKE_ASYNC_FAILS:-0}))" ] && outcome=Failed
+          echo "$outcome|${url%%\?*}|$subject" >"$FAKE_DIR/eg-state.txt"
+          touch "$FAKE_DIR/eg-creating"
           echo "$url" >"$FAKE_DIR/eg-fullurl.txt" ;;
      esac ;;
 esac
@@ -127,7 +140,7 @@ class Fakes:
                     "FAKE_KEY": KEY, "AZD_SUB": AZD_SUBSCRIPTION, "DEFAULT_SUB": DEFAULT_SUBSCRIPTION,
                     "FAKE_FLEX": "westeurope northeurope eastus", "HOME": str(self.root),
                     "POST_DEPLOY_KEY_SECONDS": "0", "POST_DEPLOY_KEY_TRIES": "3",
-                    "POST_DEPLOY_BACKOFF_SECONDS": "0", **env}
+                    "POST_DEPLOY_BACKOFF_SECONDS": "0", "POST_DEPLOY_SETTLE_SECONDS": "0", **env}
         (self.root / "calls.log").unlink(missing_ok=True)
         result = subprocess.run([str(self.sys / "sh"), str(scripts / script)], cwd=self.root,
                                 env=full_env, capture_output=True, text=True, timeout=60)

@@ -80,6 +80,21 @@ def test_cold_webhook_is_retried_with_backoff_saying_what_it_waits_for(fakes: Fa
     assert_pinned_and_keyless(run)
 
 
+def test_a_handshake_failing_after_the_put_is_waited_for_and_retried(fakes: Fakes):
+    # Event Grid answers the PUT ("Creating") and fails the handshake while provisioning
+    run = fakes.run("post-deploy.sh", FAKE_ASYNC_FAILS="2")
+    assert run.result.returncode == 0, run.output
+    assert len([c for c in run.az("rest") if c[3] == "put"]) == 3
+    assert len([line for line in run.result.stdout.splitlines() if "validation handshake" in line]) == 2
+    assert (fakes.root / "eg-state.txt").read_text().startswith("Succeeded|")
+    assert_pinned_and_keyless(run)
+    # a subscription left Failed by an earlier run is not mistaken for one in place
+    (fakes.root / "put_calls").unlink()
+    (fakes.root / "eg-state.txt").write_text((fakes.root / "eg-state.txt").read_text().replace("Succeeded", "Failed"))
+    again = fakes.run("post-deploy.sh")
+    assert again.result.returncode == 0 and len([c for c in again.az("rest") if c[3] == "put"]) == 1
+
+
 def test_backoff_doubles_up_to_its_cap_then_gives_up_clearly(fakes: Fakes):
     run = fakes.run("post-deploy.sh", FAKE_PUT_FAILS="99", POST_DEPLOY_CREATE_TRIES="4",
                     POST_DEPLOY_BACKOFF_SECONDS="0")
