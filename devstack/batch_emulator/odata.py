@@ -318,20 +318,29 @@ for _t in (TASK_FILTERS, JOB_FILTERS, POOL_FILTERS, NODE_FILTERS, NODE_COUNT_FIL
     _TABLES[id(_t)] = _t
 
 
+@dataclass(frozen=True)
+class Shortcuts:
+    """What a filter's top-level conjunction requires of `stateTransitionTime` and `state` (None: nothing).
+    Lets a list read a job's indexes for its candidates; the compiled filter still decides, so these only
+    ever narrow a superset."""
+
+    since: datetime | None = None     # stateTransitionTime ge|gt (the latest such bound)
+    before: datetime | None = None    # stateTransitionTime lt|le (the earliest)
+    state: str | None = None          # state eq '...' (lower case)
+
+
 @functools.lru_cache(maxsize=256)
-def lower_bound(text: str | None, path: str) -> datetime | None:
-    """The DateTime that `path ge|gt DateTime'...'` in the filter's top-level conjunction requires (the largest,
-    if several), else None. Lets a list read an index of `path` for its candidates; the compiled filter still
-    decides, so None (no such conjunct, or an `or` above it) only means "no shortcut". Call after
-    compile_filter (which rejects invalid filters)."""
+def shortcuts(text: str | None) -> Shortcuts:
+    """Call after compile_filter (which rejects invalid filters); anything unrecognised is no shortcut."""
     if text is None or not text.strip():
-        return None
+        return Shortcuts()
     try:
         tree = _PARSER.parse(text)
     except LarkError:
-        return None
-    wanted = path.lower()
-    bound: datetime | None = None
+        return Shortcuts()
+    since: datetime | None = None
+    before: datetime | None = None
+    state: str | None = None
     pending = [tree]
     while pending:
         node = pending.pop()
@@ -339,18 +348,26 @@ def lower_bound(text: str | None, path: str) -> datetime | None:
             continue
         if node.data == "and_" or (node.data == "or_" and len(node.children) == 1):
             pending.extend(node.children)
-        elif node.data == "comparison":
-            name, op, literal = node.children
-            names = "/".join(str(t) for t in name.children).lower()
-            if names == wanted and str(op).lower() in ("ge", "gt") and isinstance(literal, Tree) \
-                    and literal.data == "datetime":
-                raw = str(literal.children[0])
-                try:
-                    moment = parse_iso(raw[raw.index("'") + 1:-1])
-                except ValueError:
-                    continue
-                bound = moment if bound is None or moment > bound else bound
-    return bound
+            continue
+        if node.data != "comparison":
+            continue
+        name, op_token, literal = node.children
+        path, op = "/".join(str(t) for t in name.children).lower(), str(op_token).lower()
+        if not isinstance(literal, Tree) or not literal.children:
+            continue
+        raw = str(literal.children[0])
+        if path == "state" and op == "eq" and literal.data == "string":
+            state = raw[1:-1].replace("''", "'").lower()
+        elif path == "statetransitiontime" and literal.data == "datetime":
+            try:
+                moment = parse_iso(raw[raw.index("'") + 1:-1])
+            except ValueError:
+                continue
+            if op in ("ge", "gt"):
+                since = moment if since is None or moment > since else since
+            elif op in ("lt", "le"):
+                before = moment if before is None or moment < before else before
+    return Shortcuts(since, before, state)
 
 
 def compile_filter(text: str | None, properties: Mapping[str, FilterProperty]) -> Predicate | None:

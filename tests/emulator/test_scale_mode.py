@@ -153,6 +153,8 @@ def test_indexed_listing_paging_and_counts_match_the_tasks(batch_emulator_factor
         client.terminate_task("j", f"t{i:03d}")
     for i in range(3, 120, 11):
         client.delete_task("j", f"t{i:03d}")
+    late = datetime.now(timezone.utc)
+    _time.sleep(0.05)
     client.create_tasks("j", [shell_task(f"u{i:03d}", "true") for i in range(15)])
 
     def check() -> None:
@@ -170,6 +172,12 @@ def test_indexed_listing_paging_and_counts_match_the_tasks(batch_emulator_factor
             [t.id for t in every if t.state_transition_time >= middle and t.state == m.BatchTaskState.COMPLETED]
         older = f"state eq 'completed' and stateTransitionTime lt DateTime'{iso(middle)}'"
         assert list(client.list_tasks("j", filter=older)) == []
+        completed = [t.id for t in client.list_tasks("j", filter="state eq 'Completed'", select=["id"], max_results=3)]
+        assert completed == [t.id for t in every if t.state == m.BatchTaskState.COMPLETED] and len(completed) > 5
+        window = f"stateTransitionTime ge DateTime'{iso(middle)}' and stateTransitionTime le DateTime'{iso(late)}'"
+        assert [t.id for t in client.list_tasks("j", filter=window, select=["id"], max_results=2)] == \
+            [t.id for t in every if middle <= t.state_transition_time <= late]
+        assert list(client.list_tasks("j", filter="state eq 'running'")) == []
         counts = client.get_job_task_counts("j")
         by_state = {s: sum(1 for t in every if t.state == s) for s in m.BatchTaskState}
         assert counts.task_counts.active == by_state[m.BatchTaskState.ACTIVE]
@@ -193,3 +201,17 @@ def test_listening_socket_disables_nagle() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def test_dev_start_passes_scale_mode_to_the_emulator() -> None:
+    """`./dev start --scale-mode` (devstack/cli.py) hands stack.start these variables; they reach the emulator."""
+    from devstack.batch_emulator.config import DEFAULT_ACCOUNT_KEY
+    from devstack.stack import emulator_launch
+
+    values = {"BATCH_ACCOUNT_URL": "http://127.0.0.1:10100", "BATCH_ACCOUNT_NAME": "devbatch",
+              "BATCH_ACCOUNT_KEY": DEFAULT_ACCOUNT_KEY}
+    args, env = emulator_launch(values, {"BATCH_EMULATOR_TASK_EXECUTION": "simulate",
+                                         "BATCH_EMULATOR_SIMULATED_DURATION": "fixed:2"})
+    assert "simulate" not in " ".join(args)
+    config = from_env(env)
+    assert config.simulates and config.simulated_duration == SimulatedDuration("fixed", 2.0, 0.0)

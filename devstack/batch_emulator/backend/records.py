@@ -135,10 +135,11 @@ class TaskRecord(_Record):
     doc: Doc
     sys: Doc = field(default_factory=dict)
     cancel: threading.Event | None = None  # runtime: set to stop the running process
-    # runtime, kept by the job's TaskIndex: the stateTransitionTime it indexed, and the counts bucket it holds
+    # runtime, kept by the job's TaskIndex: the stateTransitionTime and state it indexed, the counts bucket it holds
     indexed_text: str | None = field(default=None, repr=False)
     indexed_time: datetime | None = field(default=None, repr=False)
     counted: tuple[str, str | None, int] | None = field(default=None, repr=False)
+    indexed_state: str | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:

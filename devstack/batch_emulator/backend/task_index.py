@@ -3,8 +3,10 @@
 - creation order (`seq`) with deletions as tombstones: a page of a list starts where the previous one ended
   (bisect), instead of skipping every earlier task;
 - state transition times: `stateTransitionTime ge|gt X` (what a reconciler sends with a watermark) reads only
-  the tasks that changed since X. Entries are appended as transitions happen (the clock moves forward), a
+  the tasks that changed since X, `lt|le X` only those unchanged since X (when that is a small part of the job,
+  as for a cleanup's "completed before" in a job that rotates). Entries are appended as transitions happen (the clock moves forward), a
   task's older entries go stale and are dropped when they outnumber the live ones;
+- tasks by state: `state eq 'completed'` reads only those (when they are a small part of the job);
 - task counts and slot counts by state and result: get task counts is a copy of the counters.
 A task that changed is always passed to `saved` (State.save_task/save_tasks) and a removed one to `removed`
 (State.forget_task); the job's own forgetting drops the whole index.
@@ -12,6 +14,7 @@ A task that changed is always passed to `saved` (State.save_task/save_tasks) and
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -45,6 +48,7 @@ class TaskIndex:
         self._times: list[tuple[datetime, int]] = []    # (stateTransitionTime, seq) ascending; stale ones linger
         self._counts = dict.fromkeys(COUNTED, 0)
         self._slots = dict.fromkeys(COUNTED, 0)
+        self._states: dict[str, set[int]] = {}         # state -> seqs (a `state eq` filter's candidates)
 
     def __len__(self) -> int:
         return len(self._by_seq)
@@ -53,7 +57,7 @@ class TaskIndex:
         """From scratch (restart recovery)."""
         self.__init__()  # type: ignore[misc]
         for task in sorted(tasks, key=lambda t: t.seq):
-            task.indexed_time = task.indexed_text = task.counted = None
+            task.indexed_time = task.indexed_text = task.counted = task.indexed_state = None
             self.saved(task)
 
     # --- maintenance ---------------------------------------------------------------------------------------
@@ -78,6 +82,11 @@ class TaskIndex:
                 if len(self._times) > 2 * len(self._by_seq) + _COMPACT_MIN:
                     self._times = sorted((t.indexed_time, s) for s, t in self._by_seq.items()
                                          if t.indexed_time is not None)
+        if task.state != task.indexed_state:
+            if task.indexed_state is not None:
+                self._states[task.indexed_state].discard(seq)
+            self._states.setdefault(task.state, set()).add(seq)
+            task.indexed_state = task.state
         bucket = _bucket(task)
         if bucket != task.counted:
             self._count(task.counted, -1)
@@ -89,6 +98,9 @@ class TaskIndex:
             return
         self._count(task.counted, -1)
         task.counted = None
+        if task.indexed_state is not None:
+            self._states[task.indexed_state].discard(task.seq)
+            task.indexed_state = None
         if len(self._order) > 2 * len(self._by_seq) + _COMPACT_MIN:
             self._order = [s for s in self._order if s in self._by_seq]
 
@@ -113,13 +125,32 @@ class TaskIndex:
             if task is not None:
                 yield order[i], task.doc
 
-    def changed_since(self, moment: datetime, position: int | None) -> list[tuple[int, dict[str, Any]]]:
-        """(seq, doc) of tasks whose current stateTransitionTime is >= `moment`, after `position`, creation order."""
-        times, by_seq = self._times, self._by_seq
-        seqs = set()
-        for i in range(bisect.bisect_left(times, (moment, -1)), len(times)):
-            at, seq = times[i]
-            task = by_seq.get(seq)
-            if task is not None and task.indexed_time == at and (position is None or seq > position):
-                seqs.add(seq)
-        return [(seq, by_seq[seq].doc) for seq in sorted(seqs)]
+    def candidates(self, position: int | None, since: datetime | None = None, before: datetime | None = None,
+                   state: str | None = None) -> Iterable[tuple[int, dict[str, Any]]]:
+        """(seq, doc) after `position` in creation order: every task, or the smaller of the tasks whose current
+        stateTransitionTime lies in [since, before] and the tasks in `state`, when that is at most half of the
+        job (a larger set costs more to sort than a scan with the filter, which stops at the page's end)."""
+        limit = len(self._by_seq) // 2
+        by_state = self._states.get(state) if state is not None else None
+        in_range = None
+        if since is not None or before is not None:
+            times = self._times
+            lo = 0 if since is None else bisect.bisect_left(times, (since, -1))
+            hi = len(times) if before is None else bisect.bisect_right(times, (before, sys.maxsize))
+            in_range = (lo, hi)
+        range_size = in_range[1] - in_range[0] if in_range else None
+        state_size = len(by_state) if by_state is not None else (0 if state is not None else None)
+        sizes = [n for n in (range_size, state_size) if n is not None]
+        if not sizes or min(sizes) > limit:
+            return self.after(position)
+        if state_size is not None and (range_size is None or state_size <= range_size):
+            seqs = {s for s in (by_state or ()) if position is None or s > position}
+        else:
+            assert in_range is not None
+            seqs = set()
+            for i in range(*in_range):
+                at, seq = self._times[i]
+                task = self._by_seq.get(seq)
+                if task is not None and task.indexed_time == at and (position is None or seq > position):
+                    seqs.add(seq)
+        return [(seq, self._by_seq[seq].doc) for seq in sorted(seqs)]

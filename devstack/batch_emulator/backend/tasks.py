@@ -196,12 +196,11 @@ class TaskService:
              after: int | None) -> odata.Page:
         predicate = odata.compile_filter(filter_text, odata.TASK_FILTERS)
         fields = odata.parse_select(select, TASK_PROPERTIES)
-        changed_since = odata.lower_bound(filter_text, "stateTransitionTime")
+        hints = odata.shortcuts(filter_text)
         with self.s.lock:
             job = self._job(job_id)
             # Candidates from the job's indexes (a superset; the filter still decides), in creation order.
-            rows = job.index.changed_since(changed_since, after) if changed_since is not None \
-                else job.index.after(after)
+            rows = job.index.candidates(after, hints.since, hints.before, hints.state)
             return odata.paginate(rows, predicate, after, max_results, fields)
 
     def update(self, job_id: str, task_id: str, body: Any) -> TaskRecord:
