@@ -136,3 +136,22 @@ def test_event_shape_for_each_outcome():
                            output_container="o", output_size=None, now=NOW)
     assert bad["id"] == "a.failed" != ok["id"] and bad["data"]["output"] is None
     assert bad["data"]["reason"] == "the input has no audio stream" and bad["time"] == "2026-12-02T08:00:00Z"
+
+
+def test_event_grid_sink_sends_the_same_cloud_event():
+    from shared.publish import EventGridSink
+
+    class Client:
+        sent = []
+
+        def send(self, event):
+            self.sent.append(event)
+
+    message = completion_event(row("a", State.SKIPPED, reason="not an .mp4 file"), source="/mp4tomp3/x",
+                               output_container="o", output_size=None, now=NOW)
+    client = Client()
+    EventGridSink(client).send(message)
+    sent = client.sent[0]
+    assert (sent.id, sent.source, sent.type, sent.subject) == ("a.skipped", "/mp4tomp3/x",
+                                                               "mp4tomp3.conversion.skipped", message["subject"])
+    assert sent.data == message["data"] and sent.time == NOW and sent.datacontenttype == "application/json"
