@@ -37,6 +37,7 @@ from devstack.batch_emulator.access import ADMIN_HEADERS
 from devstack.batch_emulator.config import EmulatorConfig
 from devstack.batch_emulator.server import EmulatorServer
 from shared import pool_spec
+from shared.job_periods import JobPeriods
 from shared.ledger import Col, LedgerRow, State
 from shared.reconcile import Reconciler, ledger_state
 from shared.runtime import build_service
@@ -86,12 +87,18 @@ def _settings(conn: str, emu: EmulatorServer) -> Settings:
                               "POOL_TASK_SLOTS_PER_NODE": "8"})
 
 
+def _job(settings: Settings) -> str:
+    """The current period's job (shared/job_periods.py): where the app's tasks of this hour go."""
+    now = _now()
+    return JobPeriods(settings.job_id, settings.job_period).job_for(now, now)
+
+
 def _add_tasks(batch: BatchClient, table: TableClient, settings: Settings, start: int, count: int) -> list[str]:
     ids = [f"bench-{i:06d}" for i in range(start, start + count)]
     tasks = [batch_models.BatchTaskCreateOptions(id=i, display_name=f"bench/{i}.mp4", command_line="/bin/sh -c true")
              for i in ids]
-    batch.create_tasks(settings.job_id, tasks)
-    rows = [LedgerRow(job_id=settings.job_id, row_key=i, state=State.QUEUED, input_container="input",
+    batch.create_tasks(_job(settings), tasks)
+    rows = [LedgerRow(job_id=settings.job_id, batch_job_id=_job(settings), row_key=i, state=State.QUEUED, input_container="input",
                       input_name=f"bench/{i}.mp4", input_etag="0x1", input_size=1, input_content_type=None,
                       output_name=f"bench/{i}.mp3", task_id=i, recorded_at=_now()).to_entity() for i in ids]
     for k in range(0, len(rows), 100):
@@ -152,11 +159,12 @@ def run(tasks: int = 10_000, changes: int = 10) -> dict:
             admin.create_pool(batch_models.BatchPoolCreateOptions(
                 id=spec.id, vm_size=spec.vm_size, virtual_machine_configuration=spec.virtual_machine_configuration,
                 task_slots_per_node=8, target_dedicated_nodes=4))
-            admin.create_job(pool_spec.build_job(settings))
+            job_id = _job(settings)
+            admin.create_job(pool_spec.build_job(settings, job_id))
 
             t0 = time.perf_counter()
             _add_tasks(admin, table, settings, 0, tasks)
-            _wait_completed(admin, settings.job_id, tasks)
+            _wait_completed(admin, job_id, tasks)
             setup_seconds = time.perf_counter() - t0
 
             timer_settings = TimerSettings(
@@ -167,25 +175,25 @@ def run(tasks: int = 10_000, changes: int = 10) -> dict:
             service.clients.blob_service.create_container(settings.input_container)
             timer = build_timer_service(service, timer_settings)
             measures = [_measure("ours, first run (no watermark: catch-up over the whole job)", stats, transport,
-                                 table_host, lambda: _summary(timer.reconciler.run()))]
+                                 table_host, lambda: _summary(timer.reconciler.run([job_id])))]
             timer.tick()  # status row + first maintenance (sweep, cleanup), so later ticks are steady-state
             # One later change moves the watermark past the bulk's re-list window (as time does in a live job).
             time.sleep(OVERLAP.total_seconds() + 1)
             done = tasks
             done += len(_add_tasks(admin, table, settings, done, 1))
-            _wait_completed(admin, settings.job_id, done)
-            timer.reconciler.run()
+            _wait_completed(admin, job_id, done)
+            timer.reconciler.run([job_id])
 
             def next_changes() -> None:
                 nonlocal done
                 time.sleep(OVERLAP.total_seconds() + 1)  # the previous batch leaves the re-list window
                 done += len(_add_tasks(admin, table, settings, done, changes))
-                _wait_completed(admin, settings.job_id, done)
+                _wait_completed(admin, job_id, done)
 
             next_changes()
             fresh = build_timer_service(service, timer_settings)
             measures.append(_measure(f"ours, reconcile, fresh process ({changes} changes)", stats, transport,
-                                     table_host, lambda: _summary(fresh.reconciler.run())))
+                                     table_host, lambda: _summary(fresh.reconciler.run([job_id]))))
             next_changes()
             fresh_tick = build_timer_service(service, timer_settings)
             measures.append(_measure(f"ours, whole timer tick, fresh process ({changes} changes)", stats,
@@ -227,7 +235,7 @@ def _tick_summary(report) -> dict:
 def _naive(service, settings: Settings, *, upsert_all: bool) -> dict:
     """What a reconciler without a watermark does every minute."""
     batch, table = service.clients.batch, service.clients.ledger_table
-    tasks = list(batch.list_tasks(settings.job_id))
+    tasks = list(batch.list_tasks(_job(settings)))
     rows = {} if upsert_all else {e["RowKey"]: e for e in table.query_entities(
         "PartitionKey eq @pk", parameters={"pk": settings.job_id})}
     ops = []

@@ -129,7 +129,8 @@ def run(quick: bool = False, work_root: Path | None = None) -> ItemResult:
 
         # verification: Batch task list vs ledger vs expected
         with stack.batch_client() as batch:
-            task_ids = [t.id for t in batch.list_tasks(settings.job_id, select=["id"])]
+            task_ids = [t.id for job in batch.list_jobs(select=["id"]) if job.id.startswith(f"{settings.job_id}-")
+                        for t in batch.list_tasks(job.id, select=["id"])]
         table = TableClient.from_connection_string(stack.connection_string, table_name=settings.ledger_table)
         rows = list(table.query_entities(f"PartitionKey eq '{settings.job_id}'", select=["RowKey", Col.STATE]))
         row_keys = [r["RowKey"] for r in rows]

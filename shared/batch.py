@@ -149,6 +149,8 @@ class AzureBatch:
         except ResourceNotFoundError:
             return  # already gone
         except HttpResponseError as exc:
+            if error_code(exc) == "JobBeingDeleted":
+                return
             raise BatchUnavailable(f"delete job failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
     def terminate_task(self, job_id: str, task_id: str) -> bool:

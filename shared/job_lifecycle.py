@@ -8,14 +8,18 @@ Health, before reconcile:
 - disabled / disabling: reported, not undone - the app never disables a job, so an operator did, and
   re-enabling it is theirs to decide.
 
-Retirement, after scaling (maintenance): a job whose period ended more than
-`COMPLETED_TASK_RETENTION_SECONDS` ago is deleted whole - one call, however many tasks it holds - once
-  1. it has no active and no running task (its task counts, one call), and
-  2. this tick's reconcile was complete and listed none of its tasks: every transition in it is older
-     than the watermark's re-list window, and the watermark only moves past transitions whose rows
-     were written. So every row of the job already shows its task's final state.
-A row left unfinished anyway (a lost write, a held-back retry) finds its task gone at the next liveness
-audit and is re-added or ended there: deleting a job never strands a file.
+Retirement: a job whose period ended more than `COMPLETED_TASK_RETENTION_SECONDS` ago is deleted
+whole - one call, however many tasks it holds - when
+  1. its task counts, read before this tick's reconcile, show no active and no running task (one call
+     per such job: `drained_candidates`), and
+  2. this tick's reconcile was complete and listed no unfinished task of it and held none back for a
+     re-add (`retire`). Every task completed before the counts were read was either listed by this
+     complete run or, being older than the watermark's re-list window, by an earlier complete run - the
+     watermark only moves past transitions whose rows were written. So every row of the job shows its
+     task's final state.
+A row left unfinished anyway (a lost write, a re-add that failed, a late upload of that period added
+between the counts and the delete) finds its task gone at the liveness audit and is re-added or ended
+there: deleting a job never strands a file.
 The job states and the last action are shown in the status row and by `./dev status pool`.
 """
 from __future__ import annotations
@@ -77,25 +81,34 @@ def check_jobs(batch: OurJobs) -> JobHealth:
 @dataclass
 class Retirement:
     retired: list[str] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)   # period over, not drained or not quiet yet
+    waiting: list[str] = field(default_factory=list)   # period over, but not drained or not reconciled yet
 
 
-def retire_drained(batch: OurJobs, health: JobHealth, reconcile: ReconcileResult | None, *, now: datetime,
-                   retention: timedelta, current_job: str, time_left: Callable[[], float]) -> Retirement:
-    result = Retirement()
+def drained_candidates(batch: OurJobs, health: JobHealth, *, now: datetime, retention: timedelta,
+                       current_job: str) -> list[str]:
+    """Jobs past their period and retention whose counts show nothing waiting or running (read before reconcile)."""
+    found = []
     for job in health.jobs:
         if job.state in _GONE or job.job_id == current_job or job.period_end + retention > now:
             continue
-        quiet = reconcile is not None and reconcile.complete and reconcile.listed_by_job.get(job.job_id) == 0
-        if not quiet or time_left() <= 0:
-            result.waiting.append(job.job_id)
-            continue
         counts = batch.task_counts([job.job_id])
-        if counts is not None and (counts.active or counts.running):
-            result.waiting.append(job.job_id)
+        if counts is None or not (counts.active or counts.running):
+            found.append(job.job_id)
+    return found
+
+
+def retire(batch: OurJobs, candidates: list[str], reconcile: ReconcileResult | None,
+           time_left: Callable[[], float]) -> Retirement:
+    """Delete the drained candidates this tick's complete reconcile saw settled."""
+    result = Retirement()
+    held_back = {task.job_id for task in reconcile.to_resubmit} if reconcile is not None else set()
+    for job_id in candidates:
+        settled = reconcile is not None and reconcile.complete and not reconcile.unfinished_by_job.get(job_id) \
+            and job_id not in held_back
+        if not settled or time_left() <= 0:
+            result.waiting.append(job_id)
             continue
-        batch.delete_job(job.job_id)
-        result.retired.append(job.job_id)
-        event(_log, logging.INFO, "job.retired", job_id=job.job_id,
-              completed_tasks=counts.completed if counts else 0)
+        batch.delete_job(job_id)
+        result.retired.append(job_id)
+        event(_log, logging.INFO, "job.retired", job_id=job_id)
     return result

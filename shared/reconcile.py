@@ -66,7 +66,8 @@ class ReconcileResult:
     transactions: int = 0
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
-    listed_by_job: dict[str, int] = field(default_factory=dict)  # job retirement needs "nothing changed"
+    # Listed tasks per job not completed yet: a job with any cannot be retired (shared/job_lifecycle.py).
+    unfinished_by_job: dict[str, int] = field(default_factory=dict)
     seen_active: int = 0         # listed tasks now active / running: a lower bound for the scaler
     seen_running: int = 0
     newly_succeeded: int = 0
@@ -106,7 +107,7 @@ class Reconciler:
 
     def run(self, job_ids: list[str]) -> ReconcileResult:
         """Reconcile the changes of these jobs since the watermark."""
-        result = ReconcileResult(listed_by_job={job_id: 0 for job_id in job_ids})
+        result = ReconcileResult()
         mark_row = self._ledger.read_watermark()
         watermark = mark_row.entity.get(Col.WATERMARK) if mark_row else None
         result.watermark_before = watermark
@@ -117,7 +118,8 @@ class Reconciler:
         chunk: dict[str, TaskSnapshot] = {}
         for task in self._tasks.list_task_changes(job_ids, since):
             result.listed += 1
-            result.listed_by_job[task.job_id] = result.listed_by_job.get(task.job_id, 0) + 1
+            if task.state != "completed":
+                result.unfinished_by_job[task.job_id] = result.unfinished_by_job.get(task.job_id, 0) + 1
             if task.state == "active":
                 result.seen_active += 1
             elif task.state in ("running", "preparing"):

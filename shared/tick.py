@@ -43,7 +43,7 @@ from typing import Any
 from .batch_types import TimerBatch
 from .batch_types import TaskCounts
 from .clock import utc_now
-from .job_lifecycle import JobHealth, Retirement, check_jobs, retire_drained
+from .job_lifecycle import JobHealth, Retirement, check_jobs, drained_candidates, retire
 from .job_periods import JobPeriods
 from .liveness import AuditResult, LivenessAudit
 from .newest_wins import NewestResult, NewestWins
@@ -129,6 +129,12 @@ class TimerService:
         report.job = _guard(report, "jobs", lambda: check_jobs(self.monitor))
         # Without the job list there is nothing to read tasks from; an unknown state is not "idle" either.
         live = report.job.live_ids if report.job is not None else None
+        drained: list[str] = []
+        if report.job is not None:
+            # Counts before the listing: what completed before this read, this tick's reconcile will see.
+            drained = _guard(report, "jobs", lambda: drained_candidates(
+                self.monitor, report.job, now=now, retention=self.settings.completed_task_retention,
+                current_job=self.jobs.job_for(now, now))) or []
         if live is not None:
             report.reconcile = _guard(report, "reconcile", lambda: self.reconciler.run(live))
         # Before the counts: tasks added again here are seen by this tick's scaling (woken in the same tick).
@@ -147,10 +153,9 @@ class TimerService:
 
         # After scaling: maintenance never delays a wake or a park, and stops at the budget.
         self._maintenance(report, record, now, time_left)
-        if report.job is not None:
-            report.retirement = _guard(report, "retire_jobs", lambda: retire_drained(
-                self.monitor, report.job, report.reconcile, now=now, retention=self.settings.completed_task_retention,
-                current_job=self.jobs.job_for(now, now), time_left=time_left))
+        if drained:
+            report.retirement = _guard(report, "retire_jobs", lambda: retire(
+                self.monitor, drained, report.reconcile, time_left))
         if time_left() > 0:
             report.audit = _guard(report, "audit", lambda: self.audit.run(record.AuditCursor))
         else:

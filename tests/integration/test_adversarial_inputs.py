@@ -20,7 +20,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -283,6 +283,17 @@ class Run:
     def row(self, name: str) -> dict:
         return self.table.get_entity(self.settings.job_id, self.row_keys[name])
 
+    def job_of(self, key: str) -> str:
+        """The job the app addressed a task to: its row says (no row: the current period's)."""
+        try:
+            return self.table.get_entity(self.settings.job_id, key)["JobId"]
+        except ResourceNotFoundError:
+            now = datetime.now(timezone.utc)
+            return self.service.batch.jobs.job_for(now, now)
+
+    def live_jobs(self) -> list[str]:
+        return [job.job_id for job in self.service.batch.our_jobs()]
+
     def output(self, name: str) -> BlobClient:
         return self.blobs.get_blob_client(self.settings.output_container, name)
 
@@ -387,20 +398,20 @@ def _execute(r: Run) -> None:
     mark = time.monotonic()
     submitted = {k for k in [*r.row_keys.values(), *r.burst_ids] if k and _has_task(r, k)}
     for key in submitted:
-        wait_for(lambda k=key: r.batch.get_task(r.settings.job_id, k).state == "completed", TASK_TIMEOUT,
+        wait_for(lambda k=key: r.batch.get_task(r.job_of(k), k).state == "completed", TASK_TIMEOUT,
                  interval=0.25, what=f"task {key}")
     r.seconds["tasks"] = time.monotonic() - mark
 
     mark = time.monotonic()
     timer = build_timer_service(r.service, TimerSettings.from_env({}))
-    result = timer.reconciler.run()
+    result = timer.reconciler.run(r.live_jobs())
     assert result.complete, result.errors
     r.seconds["reconcile"] = time.monotonic() - mark
 
 
 def _has_task(r: Run, key: str) -> bool:
     try:
-        r.batch.get_task(r.settings.job_id, key)
+        r.batch.get_task(r.job_of(key), key)
         return True
     except ResourceNotFoundError:
         return False
@@ -437,7 +448,7 @@ def test_media_input_outcome(run, case_id):
         assert row["OutputUrl"].endswith(f"/media/{case_id}.mp3")
     else:
         assert case.reason and case.reason in row["Reason"], row["Reason"]
-        task = run.batch.get_task(run.settings.job_id, row["RowKey"])
+        task = run.batch.get_task(run.job_of(row["RowKey"]), row["RowKey"])
         assert task.execution_info.retry_count == run.settings.task_max_retries  # bounded, no storm
         with pytest.raises(ResourceNotFoundError):
             run.output(f"media/{case_id}.mp3").get_blob_properties()
@@ -510,16 +521,16 @@ def test_reupload_while_the_previous_version_converts_leaves_the_latest_mp3(run,
     new_etag = client.commit_block_list(["b0"])["etag"]
     new_id = run.trigger(name)
     assert new_id and new_id != old_id
-    ended = wait_for(lambda: (t := run.batch.get_task(run.settings.job_id, old_id)).state == "completed" and t, 10,
+    ended = wait_for(lambda: (t := run.batch.get_task(run.job_of(old_id), old_id)).state == "completed" and t, 10,
                      what="old task terminated")
     assert ended.execution_info.failure_info.code == "TaskEnded", ended.execution_info
-    done = wait_for(lambda: (t := run.batch.get_task(run.settings.job_id, new_id)).state == "completed" and t, 30,
+    done = wait_for(lambda: (t := run.batch.get_task(run.job_of(new_id), new_id)).state == "completed" and t, 30,
                     what="new task")
     assert done.execution_info.result == "success", done.execution_info
     duration, _, metadata = run.mp3("race/re-upload.mp3")
     assert metadata["source_etag"] == new_etag and abs(duration - 2.0) < 0.1, (duration, metadata)
     timer = build_timer_service(run.service, TimerSettings.from_env({}))
-    assert timer.reconciler.run().complete
+    assert timer.reconciler.run(run.live_jobs()).complete
     rows = {i: run.table.get_entity(run.settings.job_id, i) for i in (old_id, new_id)}
     assert rows[new_id]["State"] == "succeeded", rows[new_id]
     assert rows[old_id]["State"] == "failed" and "superseded by a newer upload" in rows[old_id]["Reason"], rows[old_id]
@@ -579,17 +590,17 @@ def test_long_input_stops_at_the_wall_clock_limit_and_is_recorded(run, long_clip
     path = long_clip
     limits = TaskLimits(mp3_quality=run.settings.mp3_quality, max_retries=0, max_wall_clock=timedelta(seconds=1))
     submitter = Submitter(batch=run.service.batch, ledger=run.service.ledger, access=run.service.access,
-                          job_id=run.settings.job_id, limits=limits)
+                          jobs=run.service.batch.jobs, limits=limits)
     name = "long/an hour.mp4"
     etag = run.upload(name, path.read_bytes())
     version = blob_version(run.blobs.get_blob_client(run.settings.input_container, name))
     outcome = submitter.handle(version)
     assert outcome.state.value == "queued" and outcome.row_key == naming.task_id(name, etag)
-    task = wait_for(lambda: (t := run.batch.get_task(run.settings.job_id, outcome.row_key)).state == "completed" and t,
+    task = wait_for(lambda: (t := run.batch.get_task(run.job_of(outcome.row_key), outcome.row_key)).state == "completed" and t,
                     60, what="wall-clock task")
     assert task.execution_info.result == "failure" and task.execution_info.retry_count == 0
     timer = build_timer_service(run.service, TimerSettings.from_env({}))
-    assert timer.reconciler.run().complete
+    assert timer.reconciler.run(run.live_jobs()).complete
     row = run.table.get_entity(run.settings.job_id, outcome.row_key)
     assert row["State"] == "failed", row
     assert "maximum wall clock time" in row["Reason"], row["Reason"]
@@ -606,7 +617,7 @@ def source_name(metadata: dict) -> str:
 
 def _task_has_file(run: Run, task_id: str, file_name: str) -> bool:
     try:
-        files = run.batch.list_task_files(run.settings.job_id, task_id, recursive=True)
+        files = run.batch.list_task_files(run.job_of(task_id), task_id, recursive=True)
         return any(f.name.rsplit("/", 1)[-1] == file_name for f in files)
     except HttpResponseError:  # not on a node yet: TaskFilesUnavailable (409) or not found
         return False

@@ -10,6 +10,7 @@ from azure.batch import models as batch_models
 
 from shared.batch import API_VERSION, AzureBatch
 from shared.batch_types import PoolActionRefused
+from shared.job_periods import JobPeriods
 from shared.scaling import Allocation
 from shared.settings import NodePriority
 from tests.app.stack import unique, wait_for
@@ -39,7 +40,8 @@ def _pool(client, pool_id: str, *, autoscale: bool, nodes: int = 0, start_fails:
 
 
 def _monitor(client, pool_id: str, job_id: str, priority=NodePriority.DEDICATED) -> AzureBatch:
-    return AzureBatch(client, pool_id=pool_id, job_id=job_id, priority=priority, autoscale_formula=FORMULA,
+    return AzureBatch(client, pool_id=pool_id, jobs=JobPeriods(job_id, timedelta(hours=1)), priority=priority,
+                      autoscale_formula=FORMULA,
                         autoscale_interval=timedelta(minutes=5))
 
 
@@ -47,7 +49,7 @@ def test_pool_view_and_refusals_carry_service_codes(emulator):
     client = emulator.client()
     pool_id = unique("p-")
     monitor = _monitor(client, pool_id, unique("j-"))
-    assert monitor.get_pool() is None and monitor.task_counts() is None
+    assert monitor.get_pool() is None and monitor.task_counts([unique("j-")]) is None
     _pool(client, pool_id, autoscale=True)
     view = monitor.get_pool()
     assert view.snapshot.autoscale_enabled and view.snapshot.allocation is Allocation.STEADY
@@ -98,10 +100,13 @@ def test_bad_nodes_are_listed_and_removable(emulator):
 
 def test_task_reads_filters_and_delete(emulator):
     client = emulator.client()
-    pool_id, job_id = unique("p-"), unique("j-")
+    pool_id, prefix = unique("p-"), unique("j-")
+    monitor = _monitor(client, pool_id, prefix)
+    job_id = monitor.jobs.job_for(datetime.now(timezone.utc), datetime.now(timezone.utc))
     _pool(client, pool_id, autoscale=False, nodes=1)
     client.create_job(batch_models.BatchJobCreateOptions(id=job_id, pool_info=batch_models.BatchPoolInfo(pool_id=pool_id)))
-    monitor = _monitor(client, pool_id, job_id)
+    client.create_job(batch_models.BatchJobCreateOptions(id=f"{prefix}x-other", pool_info=batch_models.BatchPoolInfo(
+        pool_id=pool_id)))  # not ours: a name our periods do not make
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     client.create_task(job_id, batch_models.BatchTaskCreateOptions(
         id="t1", display_name="folder/a b.mp4", command_line="/bin/sh -c true",
@@ -112,18 +117,20 @@ def test_task_reads_filters_and_delete(emulator):
                 upload_headers=[batch_models.OutputFileUploadHeader(name="x-ms-meta-source_container", value="in"),
                                 batch_models.OutputFileUploadHeader(name="x-ms-meta-source_etag", value="0xE")])))]))
     wait_for(lambda: client.get_task(job_id, "t1").state == "completed", 20, what="task done")
-    changed = list(monitor.list_task_changes(before))
-    assert [t.task_id for t in changed] == ["t1"] and changed[0].state == "completed"
-    assert list(monitor.list_task_changes(datetime.now(timezone.utc) + timedelta(minutes=1))) == []
-    origin = monitor.task_origin("t1")
+    assert [(j.job_id, j.state) for j in monitor.our_jobs()] == [(job_id, "active")]
+    changed = list(monitor.list_task_changes([job_id], before))
+    assert [(t.task_id, t.job_id) for t in changed] == [("t1", job_id)] and changed[0].state == "completed"
+    assert list(monitor.list_task_changes([job_id], datetime.now(timezone.utc) + timedelta(minutes=1))) == []
+    origin = monitor.task_origin(job_id, "t1")
     assert (origin.input_name, origin.input_container, origin.input_etag, origin.output_name) == \
         ("folder/a b.mp4", "in", "0xE", "folder/a b.mp3")
-    assert monitor.list_completed_before(datetime.now(timezone.utc) - timedelta(hours=1), 10) == []
-    assert [t.task_id for t in monitor.list_completed_before(datetime.now(timezone.utc) + timedelta(seconds=1), 10)] == ["t1"]
-    counts = monitor.task_counts()
+    counts = monitor.task_counts([job_id, f"{prefix}-20000101-000000"])  # a job that is gone counts nothing
     assert counts.completed == 1 and counts.active == 0
-    assert monitor.delete_task("t1") and monitor.delete_task("t1")  # already gone is fine
-    assert monitor.task_origin("t1") is None
+    assert monitor.delete_task(job_id, "t1") and monitor.delete_task(job_id, "t1")  # already gone is fine
+    assert monitor.task_origin(job_id, "t1") is None
+    monitor.delete_job(job_id)
+    monitor.delete_job(job_id)  # already deleting or gone is fine
+    wait_for(lambda: monitor.our_jobs() == [], 20, what="job deleted")
 
 
 def test_pool_actions_use_the_api_version_the_sdk_sends(emulator):

@@ -22,13 +22,14 @@ def test_input_and_mp3_leave_the_node_after_the_task(storage_connection_string, 
     try:
         s = stack.service
         limits = replace(s.submitter._limits, node_files_retention=timedelta(seconds=1))
-        submitter = Submitter(batch=s.batch, ledger=s.ledger, access=s.access, job_id=s.settings.job_id, limits=limits)
+        submitter = Submitter(batch=s.batch, ledger=s.ledger, access=s.access, jobs=s.batch.jobs, limits=limits)
         stack.upload("kept.mp4", media.make_clip(tmp_path / "c.mp4", seconds=1.0, video=False).read_bytes())
         s.ensure_output_containers()
         task_id = submitter.handle(blob_version(stack.blobs.get_blob_client(s.settings.input_container,
                                                                              "kept.mp4"))).row_key
         stack.tick_until(lambda: stack.row(task_id)["State"] == "succeeded", 90, "success")
-        task_dirs = lambda: list(emulator.data_dir.glob(f"**/workitems/{s.settings.job_id}/job-1/{task_id}"))  # noqa: E731
+        job_id = stack.row(task_id)["JobId"]
+        task_dirs = lambda: list(emulator.data_dir.glob(f"**/workitems/{job_id}/job-1/{task_id}"))  # noqa: E731
         media_files = lambda: [*emulator.data_dir.glob("**/input.mp4"), *emulator.data_dir.glob("**/output.mp3")]  # noqa: E731
         # The directory is set aside at once and removed after the scheduler's pass: wait for both.
         wait_for(lambda: not task_dirs() and not media_files(), 30, what="the task directory and its media to go")

@@ -75,7 +75,7 @@ def test_a_run_with_good_and_failing_uploads_leaks_no_secret(stack, tmp_path, ca
         assert leaks(out.out + out.err, keys) == [], argv
 
     # Tasks: a SAS only where a node needs one - the input URL and the output/logs container URLs.
-    for task in stack.batch.list_tasks(stack.settings.job_id):
+    for task in (t for job in stack.service.batch.our_jobs() for t in stack.batch.list_tasks(job.job_id)):
         doc = task.as_dict()
         needed = [f.get("httpUrl", "") for f in doc.get("resourceFiles", [])]
         needed += [o["destination"]["container"]["containerUrl"] for o in doc.get("outputFiles", [])]

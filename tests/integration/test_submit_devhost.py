@@ -58,7 +58,9 @@ def test_upload_through_the_dev_host_becomes_an_mp3(tmp_path, storage_connection
         host.poll_now()
         host.wait_idle(timeout=60)
         task_id = naming.task_id(name, etag)
-        task = wait_for(lambda: (t := batch.get_task(settings.job_id, task_id)).state == "completed" and t, 60,
+        table = TableClient.from_connection_string(storage_connection_string, table_name=settings.ledger_table)
+        job_id = table.get_entity(settings.job_id, task_id)["JobId"]
+        task = wait_for(lambda: (t := batch.get_task(job_id, task_id)).state == "completed" and t, 60,
                         what="the task to complete")
         assert task.execution_info.result == "success", task.execution_info.failure_info
         mp3 = tmp_path / "out.mp3"
@@ -66,7 +68,6 @@ def test_upload_through_the_dev_host_becomes_an_mp3(tmp_path, storage_connection
                         .download_blob().readall())
         duration, _ = probe(mp3)
         assert abs(duration - 2.0) < 0.25
-        table = TableClient.from_connection_string(storage_connection_string, table_name=settings.ledger_table)
         assert table.get_entity(settings.job_id, task_id)["InputName"] == name
     finally:
         host.stop()

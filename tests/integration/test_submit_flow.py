@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -70,8 +71,16 @@ class Stack:
         etag = _etag_or_none(client)
         return naming.task_id(name, etag or "")
 
+    def job_of(self, task_id: str) -> str:
+        """The job the app addressed the task to: its row says (no row: the current period's)."""
+        try:
+            return self.row(task_id)["JobId"]
+        except ResourceNotFoundError:
+            now = datetime.now(timezone.utc)
+            return self.service.batch.jobs.job_for(now, now)
+
     def task(self, task_id: str) -> batch_models.BatchTask:
-        return self.batch.get_task(self.settings.job_id, task_id)
+        return self.batch.get_task(self.job_of(task_id), task_id)
 
     def wait_completed(self, task_id: str) -> batch_models.BatchTask:
         return wait_for(lambda: (t := self.task(task_id)).state == "completed" and t, TASK_TIMEOUT,
@@ -149,7 +158,7 @@ def test_upload_becomes_mp3_with_metadata_and_ledger_row(stack, clip_dir, tmp_pa
     row = stack.row(task_id)
     assert row["State"] == State.QUEUED.value and row["TaskId"] == task_id
     assert row["InputName"] == name and row["OutputName"] == "shows/Season 1/Clip.mp3"
-    assert row["InputSize"].value == clip.stat().st_size and row["JobId"] == stack.settings.job_id
+    assert row["InputSize"].value == clip.stat().st_size and row["JobId"].startswith(f"{stack.settings.job_id}-")
 
     task = stack.wait_completed(task_id)
     assert task.execution_info.result == "success", task.execution_info
@@ -183,7 +192,8 @@ def test_duplicate_trigger_is_one_task_and_reupload_is_another(stack, stereo_cli
     second = stack.trigger(name)
     assert second != first
     stack.wait_completed(second)
-    ids = [t.id for t in stack.batch.list_tasks(stack.settings.job_id) if t.id.startswith("dup_clip-")]
+    jobs = {stack.job_of(first), stack.job_of(second)}
+    ids = [t.id for job in jobs for t in stack.batch.list_tasks(job) if t.id.startswith("dup_clip-")]
     assert sorted(ids) == sorted([first, second])
     rows = list(stack.table.query_entities(
         f"PartitionKey eq '{stack.settings.job_id}' and RowKey ge 'dup_clip-' and RowKey lt 'dup_clip~'"))
@@ -295,7 +305,8 @@ def test_steady_state_upload_costs_one_batch_call_and_one_table_write(stack, ste
     blob_calls = stack.blob_transport.since(blob_mark)
     batch_calls = [c for c in app_calls if c[0].endswith(f":{stack.batch_port}")]
     table_calls = [c for c in app_calls if stack.settings.ledger_table in c[2]]
-    assert [(m, p) for _, m, p in batch_calls] == [("POST", f"/jobs/{stack.settings.job_id}/tasks")]
+    [(_, method, path)] = batch_calls
+    assert method == "POST" and path.startswith(f"/jobs/{stack.settings.job_id}-") and path.endswith("/tasks")
     # One range read of the name's rows (older versions in flight, another input with the same MP3), one insert.
     assert [m for _, m, _ in table_calls] == ["GET", "POST"]
     assert len(app_calls) == 3                      # nothing else: no pool/job/container checks
@@ -318,17 +329,19 @@ def test_cold_start_adds_pool_job_and_container_checks_once(storage_connection_s
         s.trigger("cold-2.mp4")
         warm = [(m, p) for _, m, p in s.transport.since(mark)]
         acct, st = "/devstoreaccount1", s.settings
+        job = s.row(naming.task_id("cold-1.mp4", s.blobs.get_blob_client(st.input_container, "cold-1.mp4")
+                                   .get_blob_properties().etag))["JobId"]
         assert cold == [
             ("PUT", f"{acct}/{st.output_container}"), ("PUT", f"{acct}/{st.logs_container}"),  # once per process
             ("GET", f"{acct}/{st.ledger_table}()"),    # the name's rows (none: no table yet reads as empty)
             ("POST", "/pools"),                        # PoolExists: success, cached
             ("POST", "/jobs"),                         # created once, cached
-            ("POST", f"/jobs/{st.job_id}/tasks"),
+            ("POST", f"/jobs/{job}/tasks"),            # the period's job (shared/job_periods.py)
             ("POST", f"{acct}/{st.ledger_table}"),     # TableNotFound on a fresh account ...
             ("POST", f"{acct}/Tables"),                # ... so the table is created once
             ("POST", f"{acct}/{st.ledger_table}"),
         ]
-        assert warm == [("GET", f"{acct}/{st.ledger_table}()"), ("POST", f"/jobs/{st.job_id}/tasks"),
+        assert warm == [("GET", f"{acct}/{st.ledger_table}()"), ("POST", f"/jobs/{job}/tasks"),
                         ("POST", f"{acct}/{st.ledger_table}")]
     finally:
         _teardown(s)
@@ -367,7 +380,7 @@ def test_app_creates_an_autoscaled_pool_from_zero(storage_connection_string, bat
         assert pool.virtual_machine_configuration.node_agent_sku_id == "batch.node.ubuntu 24.04"
         if pool.auto_scale_run is not None:
             assert pool.auto_scale_run.error is None, pool.auto_scale_run.error
-        job = s.batch.get_job(s.settings.job_id)
+        job = s.batch.get_job(s.job_of(task_id))
         assert job.pool_info.pool_id == s.settings.pool_id
         assert s.task(task_id).state in ("active", "running", "completed")
     finally:

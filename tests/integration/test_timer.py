@@ -1,5 +1,5 @@
 """The timer on real Azurite + the Batch emulator: ledger states, failure reasons, watermark, scale to
-zero and wake, the upload/scale-to-zero race, adoption, the missed-upload sweep, completed-task cleanup.
+zero and wake, the upload/scale-to-zero race, adoption, the missed-upload sweep, drained period jobs deleted.
 
 The app builds its own autoscaled pool (as in production) on the first upload; each test has its own
 emulator (short node start delay), containers, table, pool and job. Ticks are called directly
@@ -244,8 +244,9 @@ def test_task_without_ledger_row_is_adopted(stack, stereo_clip):
     stack.service.ensure_output_containers()
     request = TaskRequest(task_id=task_id, input_container=stack.settings.input_container, input_name=name,
                           input_etag=etag, output_name=naming.output_name(name))
+    job_id = f"{stack.settings.job_id}-20000101-000000"  # a job the app did not create this run (an old period)
     stack.service.batch.add_task(build_task(request, stack.service.access.for_blob(
-        stack.settings.input_container, name), stack.service.submitter._limits))
+        stack.settings.input_container, name), stack.service.submitter._limits), job_id)
     with pytest.raises(ResourceNotFoundError):
         stack.row(task_id)
     stack.tick_until(lambda: _state(stack, task_id) == "succeeded", 60, "adopted task to succeed")
@@ -253,6 +254,7 @@ def test_task_without_ledger_row_is_adopted(stack, stereo_clip):
     assert row[Col.INPUT_NAME] == name and row[Col.INPUT_CONTAINER] == stack.settings.input_container
     assert row[Col.INPUT_ETAG] == naming.normalize_etag(etag) or row[Col.INPUT_ETAG] == etag
     assert row[Col.ADOPTED_AT] and row[Col.OUTPUT_NAME] == "earlier deployment/clip.mp3"
+    assert row[Col.JOB_ID] == job_id
 
 
 def test_blob_that_never_triggered_is_swept_in(storage_connection_string, emulator, stereo_clip):
@@ -274,18 +276,31 @@ def test_blob_that_never_triggered_is_swept_in(storage_connection_string, emulat
         stack.batch.close()
 
 
-def test_completed_tasks_are_removed_from_the_job_and_rows_kept(storage_connection_string, emulator, stereo_clip):
-    settings = replace(FAST, sweep_interval=timedelta(0), completed_task_retention=timedelta(0))
-    stack = make_stack(storage_connection_string, emulator, settings)
+def test_a_drained_period_job_is_deleted_whole_and_its_rows_kept(storage_connection_string, emulator, stereo_clip):
+    """Job rotation: tasks of a past period are removed by deleting their job (one call), once its tasks are done,
+    reconcile has seen it quiet, and the retention is over; a later upload goes to its own period's job."""
+    settings = replace(FAST, completed_task_retention=timedelta(0), reconcile_overlap=timedelta(seconds=1))
+    stack = make_stack(storage_connection_string, emulator, settings, JOB_PERIOD_SECONDS="60")
     try:
         ids = []
         for i in range(3):
             stack.upload(f"clean/{i}.mp4", stereo_clip.read_bytes())
             ids.append(stack.trigger(f"clean/{i}.mp4"))
         stack.tick_until(lambda: all(stack.row(t)[Col.STATE] == "succeeded" for t in ids), 60, "all succeed")
-        stack.tick_until(lambda: not list(stack.batch.list_tasks(stack.settings.job_id)), 20, "tasks cleaned up")
+        jobs = {stack.row(t)[Col.JOB_ID] for t in ids}
+        assert all(job.startswith(f"{stack.settings.job_id}-") for job in jobs)
+        mark = len(stack.transport.requests)
+        stack.tick_until(lambda: not ({j.id for j in stack.batch.list_jobs()} & jobs), 150, "period jobs retired",
+                         every=1.0)
+        deletes = [r for r in stack.transport.since(mark) if r[1] == "DELETE" and "/jobs/" in r[2]]
+        assert len(deletes) == len(jobs) and all("/tasks/" not in r[2] for r in deletes), deletes  # no per-task delete
         for task_id in ids:
             assert stack.row(task_id)[Col.STATE] == "succeeded"
+        assert stack.status()["JobsRetired"]
+        # Nothing was lost with the jobs: a new upload works, in the current period's job.
+        stack.upload("clean/after.mp4", stereo_clip.read_bytes())
+        after = stack.trigger("clean/after.mp4")
+        stack.tick_until(lambda: stack.row(after)[Col.STATE] == "succeeded", 60, "upload after retirement")
     finally:
         stack.service.clients.batch.close()
         stack.batch.close()
