@@ -25,6 +25,7 @@ from shared.scaling import (
     DisableAutoscale,
     EnableAutoscale,
     PoolSnapshot,
+    ReleaseNodes,
     RemoveNodes,
     Resize,
     StopResize,
@@ -98,9 +99,10 @@ class SimPool:
         return WorkSnapshot(active=active, running=running)
 
     def snapshot(self) -> PoolSnapshot:
+        idle = tuple(n.node_id for n in self.nodes if n.task is None and not n.leaving and n.ready_at <= self.now)
         return PoolSnapshot(allocation=self.allocation, autoscale_enabled=self.autoscale,
                             current_nodes=len(self.nodes), target_nodes=self.target,
-                            task_slots_per_node=self.cfg.slots)
+                            task_slots_per_node=self.cfg.slots, idle_node_ids=idle)
 
     def view(self) -> PoolView:
         return PoolView(self.snapshot(), (), None)
@@ -236,6 +238,16 @@ class SimPool:
                 raise PoolActionRefused("remove_nodes", "PoolBeingResized", 409)
             self.nodes = [n for n in self.nodes if n.node_id not in action.node_ids]
             self.target = len(self.nodes)
+        elif isinstance(action, ReleaseNodes):
+            if self.allocation is not Allocation.STEADY:
+                raise PoolActionRefused("remove_nodes", "PoolBeingResized", 409)
+            for n in self.nodes:  # taskcompletion: a busy node leaves after its task
+                if n.node_id in action.node_ids:
+                    n.leaving = True
+            self.nodes = [n for n in self.nodes if not (n.leaving and n.task is None)]
+            self.target = sum(1 for n in self.nodes if not n.leaving)
+            if any(n.leaving for n in self.nodes):
+                self.allocation = Allocation.RESIZING
         else:  # pragma: no cover
             raise TypeError(action)
         self._check_no_task_lost()

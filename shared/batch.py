@@ -309,10 +309,11 @@ class AzureBatch:
     def stop_resize(self) -> None:
         self._pool_call("stop_resize", lambda: self._post_to_pool("stopresize", None))
 
-    def remove_nodes(self, node_ids: tuple[str, ...]) -> None:
+    def remove_nodes(self, node_ids: tuple[str, ...], deallocation: str = "requeue") -> None:
         """Remove up to 100 nodes (the service's per-request limit; the pool then resizes, so any rest waits
-        for a later tick). Requeue: a task on a removed node goes back to the queue, it is not lost."""
-        body = {"nodeList": list(node_ids[:_MAX_REMOVE]), "nodeDeallocationOption": "requeue"}
+        for a later tick). Requeue (unusable nodes): a task on a removed node goes back to the queue, it is
+        not lost; taskcompletion (idle nodes): a task that started on one meanwhile finishes first."""
+        body = {"nodeList": list(node_ids[:_MAX_REMOVE]), "nodeDeallocationOption": deallocation}
         self._pool_call("remove_nodes", lambda: self._post_to_pool("removenodes", body))
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:

@@ -232,7 +232,8 @@ def mark_bad_nodes(view: PoolView, nodes: tuple[NodeView, ...]) -> PoolView:
     snap = view.snapshot
     snap = PoolSnapshot(allocation=snap.allocation, autoscale_enabled=snap.autoscale_enabled,
                         current_nodes=snap.current_nodes, target_nodes=snap.target_nodes,
-                        task_slots_per_node=snap.task_slots_per_node, bad_node_ids=tuple(n.node_id for n in bad))
+                        task_slots_per_node=snap.task_slots_per_node, bad_node_ids=tuple(n.node_id for n in bad),
+                        idle_node_ids=tuple(n.node_id for n in nodes if n.state == "idle"))
     return PoolView(snap, view.errors + node_errors, view.autoscale_results)
 
 
@@ -275,4 +276,4 @@ class TimerBatch(Protocol):
 
     def stop_resize(self) -> None: ...
 
-    def remove_nodes(self, node_ids: tuple[str, ...]) -> None: ...
+    def remove_nodes(self, node_ids: tuple[str, ...], deallocation: str = "requeue") -> None: ...

@@ -17,6 +17,7 @@ from .scaling import (
     Decision,
     DisableAutoscale,
     EnableAutoscale,
+    ReleaseNodes,
     RemoveNodes,
     Resize,
     ScalingMemory,
@@ -65,6 +66,8 @@ class BatchPoolControl:
             self._monitor.stop_resize()
         elif isinstance(action, RemoveNodes):
             self._monitor.remove_nodes(action.node_ids)
+        elif isinstance(action, ReleaseNodes):
+            self._monitor.remove_nodes(action.node_ids, deallocation="taskcompletion")
         else:  # pragma: no cover - exhaustive over scaling.Action
             raise TypeError(f"unknown action {action!r}")
 
@@ -81,8 +84,8 @@ class ScalingOutcome:
 def describe(action: Action) -> str:
     if isinstance(action, Resize):
         return f"resize({action.target})"
-    if isinstance(action, RemoveNodes):
-        return f"remove_nodes({len(action.node_ids)})"
+    if isinstance(action, (RemoveNodes, ReleaseNodes)):
+        return f"{action.kind}({len(action.node_ids)})"
     return action.kind
 
 

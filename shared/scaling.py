@@ -14,6 +14,10 @@ formula keeps the steady state:
   new task yet (the formula could answer 0 again), so the timer resizes explicitly.
 * SCALE TO ZERO: no active or running task for ``idle_grace`` -> disable autoscale (if on) and resize to 0
   with ``taskcompletion`` (Batch removes a node only after its running task ends: nothing is killed).
+* RELEASE IDLE NODES as the queue drains: nothing waits and some nodes are idle -> remove those nodes
+  (``taskcompletion``), keeping one idle node through the grace period once nothing runs either. A burst's
+  ragged tail and its grace period then bill one node, not the whole pool; a follow-up upload still finds
+  a node at once, and grows the pool if it needs more.
 * While the timer owns the pool (autoscale disabled) it grows it to the need, replaces unusable nodes,
   and after ``autoscale_handback`` without changes it hands the pool back by re-enabling autoscale. The hold
   lets the formula's look-back window fill with samples of the current state, so the formula's immediate
@@ -86,6 +90,7 @@ class PoolSnapshot:
     target_nodes: int
     task_slots_per_node: int = 1
     bad_node_ids: tuple[str, ...] = ()  # nodes in startTaskFailed / unusable: billed, never run work
+    idle_node_ids: tuple[str, ...] = ()  # booted nodes running no task (billed, free for work)
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,15 @@ class RemoveNodes:
     kind: str = field(default="remove_nodes", init=False)
 
 
-Action = DisableAutoscale | EnableAutoscale | Resize | StopResize | RemoveNodes
+@dataclass(frozen=True)
+class ReleaseNodes:
+    """Remove specific idle nodes with ``taskcompletion``: a task that lands on one meanwhile finishes first."""
+
+    node_ids: tuple[str, ...]
+    kind: str = field(default="release_nodes", init=False)
+
+
+Action = DisableAutoscale | EnableAutoscale | Resize | StopResize | RemoveNodes | ReleaseNodes
 
 
 class Reason(str, enum.Enum):
@@ -174,6 +187,7 @@ class Reason(str, enum.Enum):
     REPLACEMENT_BUDGET_SPENT = "replacement_budget_spent"
     GROW = "grow"
     SCALE_TO_ZERO = "scale_to_zero"
+    RELEASE_IDLE = "release_idle"
     IDLE_GRACE = "idle_grace"
     HAND_BACK = "hand_back"
     HOLD = "hold"
@@ -245,6 +259,12 @@ def decide(pool: PoolSnapshot | None, work: WorkSnapshot, memory: ScalingMemory,
 
     if idle_long and (pool.target_nodes > 0 or pool.current_nodes > 0):
         return decision(take_over + (Resize(0),), Reason.SCALE_TO_ZERO)
+
+    if work.active == 0 and pool.idle_node_ids:
+        keep = 0 if work.running > 0 else 1  # one warm node for a follow-up during the grace period
+        release = pool.idle_node_ids[keep:MAX_NODES_PER_REMOVAL + keep]
+        if release:
+            return decision(take_over + (ReleaseNodes(release),), Reason.RELEASE_IDLE)
 
     if pool.autoscale_enabled:
         return decision((), replace_reason or Reason.AUTOSCALE)

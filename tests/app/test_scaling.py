@@ -11,6 +11,7 @@ from shared.scaling import (
     EnableAutoscale,
     PoolSnapshot,
     Reason,
+    ReleaseNodes,
     RemoveNodes,
     Resize,
     ScalingMemory,
@@ -27,9 +28,10 @@ POLICY = ScalingPolicy(max_nodes=4, idle_grace=timedelta(seconds=120), autoscale
 IDLE = WorkSnapshot(active=0, running=0)
 
 
-def pool(allocation=Allocation.STEADY, autoscale=True, current=0, target=0, slots=1, bad=()):
+def pool(allocation=Allocation.STEADY, autoscale=True, current=0, target=0, slots=1, bad=(), idle=()):
     return PoolSnapshot(allocation=allocation, autoscale_enabled=autoscale, current_nodes=current,
-                        target_nodes=target, task_slots_per_node=slots, bad_node_ids=tuple(bad))
+                        target_nodes=target, task_slots_per_node=slots, bad_node_ids=tuple(bad),
+                        idle_node_ids=tuple(idle))
 
 
 def work(active=0, running=0):
@@ -187,3 +189,26 @@ def test_remember_tracks_ownership_enable_time_and_replacements():
     assert m.replacements_in_window == 2 and m.replacement_window_start == T0 + timedelta(seconds=10)
     m = remember(m, RemoveNodes(("c",)), T0 + timedelta(hours=2))
     assert m.replacements_in_window == 1
+
+
+def test_idle_nodes_are_released_while_the_last_tasks_run():
+    d = decide(pool(autoscale=False, current=4, target=4, idle=("a", "b")), work(active=0, running=2),
+               ScalingMemory(), POLICY, T0)
+    assert d.reason is Reason.RELEASE_IDLE and d.actions == (ReleaseNodes(("a", "b")),)
+
+
+def test_one_idle_node_is_kept_through_the_grace_once_nothing_runs():
+    d = decide(pool(autoscale=True, current=3, target=3, idle=("a", "b", "c")), IDLE, ScalingMemory(), POLICY, T0)
+    assert d.reason is Reason.RELEASE_IDLE and d.actions == (DisableAutoscale(), ReleaseNodes(("b", "c")))
+    kept = decide(pool(autoscale=False, current=1, target=1, idle=("a",)), IDLE, d.memory, POLICY,
+                  T0 + timedelta(seconds=60))
+    assert kept.reason is Reason.IDLE_GRACE and kept.actions == ()
+    parked = decide(pool(autoscale=False, current=1, target=1, idle=("a",)), IDLE, d.memory, POLICY,
+                    T0 + timedelta(seconds=120))
+    assert parked.reason is Reason.SCALE_TO_ZERO
+
+
+def test_no_node_is_released_while_work_waits():
+    d = decide(pool(autoscale=False, current=4, target=4, idle=("a",)), work(active=1, running=3),
+               ScalingMemory(), POLICY, T0)
+    assert d.reason is not Reason.RELEASE_IDLE and not any(isinstance(a, ReleaseNodes) for a in d.actions)
