@@ -13,10 +13,21 @@ def cmd_test(extra: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "pytest", *extra], cwd=stack.ROOT)
 
 
-def cmd_start(_: list[str]) -> int:
-    components = stack.start()
+def cmd_start(extra: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="./dev start", description="start the local stack in the background")
+    parser.add_argument("--no-host", action="store_true",
+                        help="Azurite and the Batch emulator only: run the app yourself with Azure Functions Core "
+                             "Tools (`func start`, README \"Azure Functions Core Tools\")")
+    args = parser.parse_args(extra)
+    if args.no_host and any(c.name == "devhost" for c in stack.running()):
+        print("the dev host is running and would serve the app a second time on port 7071: ./dev stop first",
+              file=sys.stderr)
+        return 1
+    components = stack.start(with_host=False) if args.no_host else stack.start()
     for c in components:
         print(f"{c.name:15} pid {c.pid:<7} port {c.port:<6} log {c.log}")
+    if args.no_host:
+        print("no dev host: run `func start` here with .venv active (README \"Azure Functions Core Tools\")")
     if any(c.name == "devhost" for c in components):
         key = stack.webhook_key(stack.ensure_local_settings())
         print(f"Event Grid webhook: POST {stack.webhook_url()}&code=<key>  (header aeg-event-type: Notification)")
@@ -72,7 +83,8 @@ COMMANDS = {
     "run": (cmd_run, "start the stack, upload sample MP4s and show their conversion live"),
     "bench": (cmd_bench, "run the benchmarks, write bench/results/ (./dev bench --help)"),
     "test": (cmd_test, "run the test suite (extra arguments go to pytest)"),
-    "start": (cmd_start, "start Azurite, the Batch emulator and the dev Functions host in the background"),
+    "start": (cmd_start, "start Azurite, the Batch emulator and the dev Functions host in the background "
+                         "(--no-host: without the dev host, for `func start`)"),
     "stop": (cmd_stop, "stop the local stack"),
     "ps": (cmd_ps, "show which parts of the local stack are running"),
     "status": (cmd_status, "operators' view of the ledger and pool (./dev status --help)"),
