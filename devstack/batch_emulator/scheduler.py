@@ -41,7 +41,6 @@ from .timeutil import UNLIMITED_DURATION, iso, parse_duration, parse_iso, utcnow
 
 log = logging.getLogger("devstack.batch_emulator.scheduler")
 
-DEFAULT_RETENTION = timedelta(days=7)   # SDK BatchTaskConstraints.retention_time: "The default is 7 days"
 RETENTION_SWEEP_SECONDS = 5.0
 METER_SAVE_SECONDS = 5.0
 START_TASK_WORKERS = 4
@@ -592,18 +591,12 @@ class Scheduler:
                 lifecycle.finish_job(self.s, job, now, "MaxWallClockTimeExpiry")
 
     def _sweep_retention(self, now: datetime, trash: list[Path]) -> None:
-        for job in self.s.jobs.values():
-            for task in job.tasks.values():
-                done = task.sys.get("completedAt")
-                if task.state != "completed" or not done or task.sys.get("cleaned"):
-                    continue
-                raw = (task.doc.get("constraints") or {}).get("retentionTime")
-                retention = DEFAULT_RETENTION if not raw or raw == UNLIMITED_DURATION else parse_duration(raw)
-                if now < parse_iso(done) + retention:
-                    continue
-                info = task.doc.get("nodeInfo") or {}
-                if info.get("poolId") and info.get("nodeId"):
-                    root = self.s.node_dir(info["poolId"].lower(), info["nodeId"])
-                    trash.append(set_aside(task_directory(root, job.id, task.id)))
-                task.sys["cleaned"] = True
-                self.s.save_task(task)
+        """Completed tasks whose retentionTime has passed lose their directory (State keeps them in due order)."""
+        for task in self.s.retention_due(now):
+            job = self.s.jobs.get(task.job_key)
+            info = task.doc.get("nodeInfo") or {}
+            if job is not None and info.get("poolId") and info.get("nodeId"):
+                root = self.s.node_dir(info["poolId"].lower(), info["nodeId"])
+                trash.append(set_aside(task_directory(root, job.id, task.id)))
+            task.sys["cleaned"] = True
+            self.s.save_task(task)

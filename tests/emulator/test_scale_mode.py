@@ -215,3 +215,30 @@ def test_dev_start_passes_scale_mode_to_the_emulator() -> None:
     assert "simulate" not in " ".join(args)
     config = from_env(env)
     assert config.simulates and config.simulated_duration == SimulatedDuration("fixed", 2.0, 0.0)
+
+
+def test_retention_cleans_completed_tasks_across_a_restart(batch_emulator_factory) -> None:
+    """Completed tasks are cleaned when their retentionTime has passed (kept in due order, not found by scanning
+    every task), including tasks that completed before a restart."""
+    from azure.core.exceptions import HttpResponseError
+
+    emu = batch_emulator_factory(task_execution="simulate", simulated_duration=SimulatedDuration("fixed", 0.0, 0),
+                                 simulated_outputs="none")
+    client = emu.client()
+    _pool_and_job(client, nodes=1, slots=4)
+    short = m.BatchTaskConstraints(retention_time=timedelta(seconds=1))
+    client.create_tasks("j", [shell_task(f"s{i}", "true", constraints=short) for i in range(3)] +
+                        [shell_task("kept", "true")])  # the 7-day default
+    wait_for(lambda: client.get_job_task_counts("j").task_counts.completed, lambda c: c == 4, what="4 completed")
+    emu.restart()
+    client = emu.client()
+
+    def cleaned(task_id: str) -> bool:
+        try:
+            list(client.list_task_files("j", task_id))
+            return False
+        except HttpResponseError as exc:
+            assert exc.error.code == "TaskFilesCleanedup"
+            return True
+    wait_for(lambda: [cleaned(f"s{i}") for i in range(3)], all, timeout=20, interval=0.5, what="cleaned")
+    assert not cleaned("kept")

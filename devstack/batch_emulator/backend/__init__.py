@@ -107,6 +107,8 @@ class Backend:
             for job in s.jobs.values():  # restore seq order within each job, and its indexes
                 job.tasks = dict(sorted(job.tasks.items(), key=lambda kv: kv[1].seq))
                 job.index.rebuild(job.tasks.values())
+                for task in job.tasks.values():
+                    s.schedule_retention(task)
             s.bump_seq(max_seq)
             with s.store.batch():
                 for task in to_requeue:

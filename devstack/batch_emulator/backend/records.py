@@ -140,6 +140,7 @@ class TaskRecord(_Record):
     indexed_time: datetime | None = field(default=None, repr=False)
     counted: tuple[str, str | None, int] | None = field(default=None, repr=False)
     indexed_state: str | None = field(default=None, repr=False)
+    retention_for: str | None = field(default=None, repr=False)  # the completedAt its retention is scheduled for
 
     @property
     def ref(self) -> str:

@@ -2,20 +2,23 @@
 signal the scheduler waits on. Knows nothing of HTTP."""
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import threading
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable
 
 from .. import errors, ids, store
 from ..config import EmulatorConfig
-from ..timeutil import utcnow
+from ..timeutil import UNLIMITED_DURATION, parse_duration, parse_iso, utcnow
 from .records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 
 log = logging.getLogger("devstack.batch_emulator")
+
+DEFAULT_RETENTION = timedelta(days=7)   # SDK BatchTaskConstraints.retention_time: "The default is 7 days"
 
 
 class State:
@@ -33,6 +36,9 @@ class State:
         self.active_version = 0  # bumped on every enqueue/dequeue: lets the scheduler skip fruitless dispatches
         self._seq = itertools.count(1)
         self.trash: list[Path] = []  # directories to delete outside the lock (scheduler empties it)
+        # Completed tasks whose directory goes at (retention due, seq, ref, completedAt): the scheduler pops the
+        # due ones instead of looking at every task of every job.
+        self._retention: list[tuple[datetime, int, str, str]] = []
 
     # --- clock and sequencing ---------------------------------------------------------------------------
     @staticmethod
@@ -100,6 +106,29 @@ class State:
         job = self.jobs.get(task.job_key)
         if job is not None and job.tasks.get(task.key) is task:
             job.index.saved(task)
+            self.schedule_retention(task)
+
+    # --- retention of completed tasks' directories ----------------------------------------------------------
+    def schedule_retention(self, task: TaskRecord) -> None:
+        """A completed task (not cleaned yet) is due for cleaning at completedAt + its retentionTime."""
+        done = task.sys.get("completedAt")
+        if task.state != "completed" or not done or task.sys.get("cleaned") or task.retention_for == done:
+            return
+        raw = (task.doc.get("constraints") or {}).get("retentionTime")
+        retention = DEFAULT_RETENTION if not raw or raw == UNLIMITED_DURATION else parse_duration(raw)
+        task.retention_for = done
+        heapq.heappush(self._retention, (parse_iso(done) + retention, task.seq, task.ref, done))
+
+    def retention_due(self, now: datetime) -> list[TaskRecord]:
+        """Completed tasks whose retention has passed, still completed for the same completion and not cleaned."""
+        due = []
+        while self._retention and self._retention[0][0] <= now:
+            _, _, ref, done = heapq.heappop(self._retention)
+            task = self.task_by_ref(ref)
+            if task is not None and task.state == "completed" and task.sys.get("completedAt") == done \
+                    and not task.sys.get("cleaned"):
+                due.append(task)
+        return due
 
     def forget_pool(self, pool: PoolRecord) -> None:
         self.pools.pop(pool.key, None)
