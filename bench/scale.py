@@ -325,7 +325,7 @@ def run(sizes: tuple[int, ...] = DEFAULT_SIZES, out_dir: Path = RESULTS, options
                   f"{f['list_calls_per_upload']} per upload; tick p95 {f['tick_p95_s']} s; max tick calls "
                   f"{f['max_tick_calls']}; rss {f['peak_rss_mb']} MB; tasks at end {f['job_tasks_at_end']}; lost "
                   f"{f['lost']}, duplicated {f['duplicated']} ({time.perf_counter() - started:.0f} s)", flush=True)
-    write(figures, out_dir)
+            write({str(size): f}, out_dir)  # each size as soon as it is measured: a later failure keeps it
     _fill(result, figures)
     return result
 
