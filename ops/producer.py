@@ -96,14 +96,23 @@ def plan(paths: Iterable[str], prefix: str | None) -> list[Upload]:
     return uploads
 
 
+class Cancelled(Exception):
+    """The producer stopped (Ctrl-C): an upload still sending blocks stops before committing them."""
+
+
 class Uploader:
-    """Concurrent uploads; `on_bytes(n)` is called as bytes go out (the progress bar)."""
+    """Concurrent uploads; `on_bytes(n)` is called as bytes go out (the progress bar). `cancel()` makes uploads
+    still sending stop at their next block: their blocks are never committed, so the name keeps what it had."""
 
     def __init__(self, blob_service: BlobServiceClient, container: str, metadata: Mapping[str, str]) -> None:
         self._container = blob_service.get_container_client(container)
         self._metadata = dict(metadata)
         self.in_flight: set[str] = set()
         self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
     def upload(self, result: Result, on_bytes: Callable[[int], None]) -> Result:
         upload = result.upload
@@ -112,19 +121,25 @@ class Uploader:
         def hook(current: int, total: int | None) -> None:
             on_bytes(current - sent[0])
             sent[0] = current
+            if self._cancelled.is_set() and current < upload.size:
+                raise Cancelled()
 
+        if self._cancelled.is_set():
+            return result
         with self._lock:
             self.in_flight.add(upload.blob_name)
         result.started = time.monotonic()
         try:
             content_type = "video/mp4" if naming.is_mp4(upload.blob_name) else None
             with upload.local.open("rb") as data:
-                props = self._container.upload_blob(
-                    upload.blob_name, data, length=upload.size, overwrite=True, metadata=self._metadata or None,
+                props = self._container.get_blob_client(upload.blob_name).upload_blob(
+                    data, length=upload.size, overwrite=True, metadata=self._metadata or None,
                     content_settings=ContentSettings(content_type=content_type) if content_type else None,
                     progress_hook=hook, max_concurrency=2)
             result.etag = props["etag"]
             on_bytes(upload.size - sent[0])
+        except Cancelled:
+            result.error = "cancelled before its blocks were committed"
         except Exception as exc:  # noqa: BLE001 - reported per file in the summary
             result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         finally:

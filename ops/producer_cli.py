@@ -19,7 +19,7 @@ from typing import IO
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +31,15 @@ from .producer import ProducerError, Result, Summary
 from .settings import StatusError, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _AmountColumn(ProgressColumn):
+    """"12.3/45.6 MB" for the bytes bar, "3/5" for the file counts."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit") == "bytes":
+            return Text(f"{task.completed / 1e6:.1f}/{(task.total or 0) / 1e6:.1f} MB")
+        return Text(f"{int(task.completed)}/{int(task.total or 0)}")
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +95,13 @@ def run_submit(args: argparse.Namespace, out: IO[str], err: Console, env: Mappin
     uploader = producer.Uploader(service.clients.blob_service, settings.input_container, metadata)
     results = [Result(u) for u in uploads]
     total = sum(u.size for u in uploads)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), DownloadColumn(),
-                        TimeElapsedColumn(), console=err, transient=False, disable=args.json)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), _AmountColumn(), TimeElapsedColumn(),
+                        console=err, transient=False, disable=args.json)
     pool = ThreadPoolExecutor(max_workers=producer.UPLOAD_WORKERS)
     try:
         with progress:
-            sent = progress.add_task(f"uploading {len(uploads)} file(s) to '{settings.input_container}'", total=total)
+            sent = progress.add_task(f"uploading {len(uploads)} file(s) to '{settings.input_container}'", total=total,
+                                     unit="bytes")
             done_files = progress.add_task("uploaded", total=len(uploads))
 
             def one(result: Result) -> Result:
@@ -105,8 +115,10 @@ def run_submit(args: argparse.Namespace, out: IO[str], err: Console, env: Mappin
             if args.wait:
                 _wait(args, service, results, progress)
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        _interrupted(err, results, uploader.in_flight, settings.input_container)
+        flying = sorted(uploader.in_flight)
+        uploader.cancel()    # uploads still sending stop at their next block, uncommitted
+        pool.shutdown(wait=True, cancel_futures=True)
+        _interrupted(err, results, flying, settings.input_container)
         return EXIT_INTERRUPTED
     if args.out:
         out_dir = Path(args.out)
@@ -128,18 +140,24 @@ def _wait(args: argparse.Namespace, service, results: list[Result], progress: Pr
     producer.wait(watcher, uploaded, timeout=args.timeout, on_done=lambda _: progress.advance(converting))
 
 
-def _interrupted(err: Console, results: list[Result], in_flight: set[str], container: str) -> None:
+def _interrupted(err: Console, results: list[Result], in_flight: list[str], container: str) -> None:
+    """What Ctrl-C left: every name is either its new upload (committed) or exactly as it was - a block blob is
+    committed in one request, and an upload stopped between blocks commits nothing."""
+    by_name = {r.upload.blob_name: r for r in results}
     uploaded = [r.upload.blob_name for r in results if r.etag]
-    flying = sorted(in_flight)
-    not_started = [r.upload.blob_name for r in results if not r.etag and r.upload.blob_name not in in_flight
-                   and not r.error]
+    stopped = [n for n in in_flight if not by_name[n].etag]
+    finished = [n for n in in_flight if by_name[n].etag]
+    not_started = [r.upload.blob_name for r in results if not r.etag and r.upload.blob_name not in in_flight]
     err.print(Text("interrupted.", style="yellow"))
     err.print(Text(f"  uploaded ({len(uploaded)}): their conversions go on in the service; outcomes come as events "
                    f"(./dev events) and in the ledger (./dev status files)"))
-    if flying:
-        err.print(Text(f"  in flight ({len(flying)}), finishing in the background: a blob is committed whole or not "
-                       f"at all, so each of these names is either the new upload or as it was in '{container}':"))
-        for name in flying:
+    if finished:
+        err.print(Text(f"    of these, {len(finished)} completed while stopping: " +
+                       ", ".join(scrub(n) for n in finished)))
+    if stopped:
+        err.print(Text(f"  in flight, stopped ({len(stopped)}): nothing committed - each name still holds what it "
+                       f"had before in '{container}' (or does not exist):"))
+        for name in stopped:
             err.print(Text(f"    {scrub(name)}"))
     err.print(Text(f"  not started ({len(not_started)}): nothing was sent for them"))
 
