@@ -144,7 +144,7 @@ def build_job(settings: Settings, job_id: str) -> batch_models.BatchJobCreateOpt
         display_name="mp4-to-mp3 conversions",
         pool_info=batch_models.BatchPoolInfo(pool_id=settings.pool_id),
         # It stays open when it momentarily has no tasks (late uploads of its period still come), and
-        # one failed file does not end it; the timer deletes it once drained (shared/job_retirement.py).
+        # one failed file does not end it; the timer deletes it once drained (shared/job_lifecycle.py).
         all_tasks_complete_mode="noaction",
         task_failure_mode="noaction",
         constraints=batch_models.BatchJobConstraints(max_task_retry_count=settings.task_max_retries),

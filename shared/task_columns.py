@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .batch_types import TaskSnapshot
-from .ledger import FINAL_STATES, Col, State
+from .ledger import Col, State
 from .log import scrub
 
 _MAX_TEXT = 1024             # failure texts kept short: a row must stay readable
@@ -93,15 +93,6 @@ def later(a: TaskSnapshot, b: TaskSnapshot) -> bool:
     if a.state_transition_time is None or b.state_transition_time is None:
         return a.state_transition_time is not None
     return a.state_transition_time >= b.state_transition_time
-
-
-def row_final_for(entity: dict[str, Any] | None, task: TaskSnapshot) -> bool:
-    """True when the row is final (succeeded/failed) for this very completion of the task."""
-    if entity is None or entity.get(Col.STATE) not in FINAL_STATES:
-        return False
-    known = entity.get(Col.TASK_STATE_TIME)
-    return known is not None and task.state_transition_time is not None \
-        and ms(known) >= ms(task.state_transition_time)
 
 
 def retry_reason(task: TaskSnapshot) -> str | None:

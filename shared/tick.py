@@ -214,6 +214,8 @@ class TimerService:
               running=report.counts.running if report.counts else None,
               decision=record.LastDecision,
               actions=record.LastActions if report.scaling and report.scaling.executed else None,
+              jobs_retired=",".join(report.retirement.retired) if report.retirement else None,
+              jobs_waiting=",".join(report.retirement.waiting) if report.retirement else None,
               status_written=report.status_written, deferred=",".join(report.deferred) or None,
               errors="; ".join(report.errors) or None)
 
