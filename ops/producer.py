@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared import naming
@@ -164,8 +165,12 @@ class QueueWatcher:
     def poll(self, waiting: Mapping[str, Result]) -> list[Result]:
         """One receive of up to 32 messages: our events settle their result and are deleted, others are left."""
         done: list[Result] = []
-        for message in self._queue.receive_messages(messages_per_page=32, max_messages=32,
-                                                    visibility_timeout=_OTHERS_BACK_AFTER):
+        try:
+            messages = list(self._queue.receive_messages(messages_per_page=32, max_messages=32,
+                                                         visibility_timeout=_OTHERS_BACK_AFTER))
+        except ResourceNotFoundError:
+            return done    # the app makes the queue with its first event: nothing to read yet
+        for message in messages:
             event = _parse(message.content)
             result = _match(event, waiting, self._container) if event else None
             if result is None:

@@ -27,7 +27,8 @@ from shared.ledger import OUTBOX_PREFIX, Col
 from shared.runtime import Service, build_publisher, build_service, build_timer_service
 from shared.settings import Settings, TimerSettings
 from shared.tick import TimerService
-from tests.app.stack import local_settings, probe, unique
+from ops import producer_cli
+from tests.app.stack import SAMPLE, local_settings, probe, unique
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,7 @@ class EventStack:
     blobs: BlobServiceClient
     table: TableClient
     queue: QueueClient
+    values: dict
 
     def upload(self, name: str, data: bytes, metadata: dict | None = None) -> str:
         """Upload and run the trigger as the host would; the row key (task id)."""
@@ -86,19 +88,22 @@ class EventStack:
 @pytest.fixture
 def stack(storage_connection_string, batch_emulator_factory) -> EventStack:
     emulator = batch_emulator_factory(enable_autoscale_min_gap=timedelta(seconds=1), node_start_delay=0.3)
-    settings = local_settings(
-        storage_connection_string, batch_url=emulator.url, batch_account=emulator.account_name,
-        batch_key=emulator.account_key, INPUT_CONTAINER=unique("in-"), OUTPUT_CONTAINER=unique("out-"),
+    values = dict(
+        MEDIA_STORAGE=storage_connection_string, BATCH_ACCOUNT_URL=emulator.url,
+        BATCH_ACCOUNT_NAME=emulator.account_name, BATCH_ACCOUNT_KEY=emulator.account_key,
+        INPUT_CONTAINER=unique("in-"), OUTPUT_CONTAINER=unique("out-"),
         LOGS_CONTAINER=unique("logs-"), LEDGER_TABLE=unique("ledger"), BATCH_POOL_ID=unique("pool-"),
         BATCH_JOB_ID=unique("job-"), POOL_MAX_NODES="2", POOL_TASK_SLOTS_PER_NODE="2",
         EVENTS_SINK="queue", EVENTS_QUEUE=unique("events-"), EVENTS_SOURCE="/mp4tomp3/test")
+    settings = local_settings(storage_connection_string, batch_url=emulator.url, batch_account=emulator.account_name,
+                              batch_key=emulator.account_key, **values)
     blobs = BlobServiceClient.from_connection_string(storage_connection_string)
     blobs.create_container(settings.input_container)
     service = build_service(settings)
     timer = build_timer_service(service, FAST, sleep=lambda s: time.sleep(min(s, 0.2)))
     table = TableClient.from_connection_string(storage_connection_string, table_name=settings.ledger_table)
     queue = QueueClient.from_connection_string(storage_connection_string, settings.events.queue)
-    yield EventStack(settings, service, timer, blobs, table, queue)
+    yield EventStack(settings, service, timer, blobs, table, queue, {**SAMPLE, **values})
     runtime.set_service(None)
 
 
@@ -257,3 +262,65 @@ def test_per_file_options_are_what_the_mp3_holds(stack, clip_dir, stereo_clip, t
     print(f"loudnorm: integrated {measured} LUFS (without it: {untouched} LUFS; input clip {integrated_loudness(quiet)})")
     assert abs(measured - (-16.0)) <= 1.0, measured
     assert untouched < -30.0, untouched      # the same clip without the option stays quiet: the test can fail
+
+
+def test_submit_uploads_waits_for_the_events_and_downloads_the_mp3s(stack, tmp_path, stereo_clip, silent_clip,
+                                                                    capsys):
+    """The producer command end to end: this test plays the Functions host (trigger on each new blob, a tick
+    every half second) while `submit --wait --out` runs."""
+    import threading
+
+    folder = tmp_path / "clips"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.mp4").write_bytes(stereo_clip.read_bytes())
+    (folder / "sub" / "b c.mp4").write_bytes(stereo_clip.read_bytes())
+    (folder / "mute.mp4").write_bytes(silent_clip.read_bytes())
+    (folder / "notes.txt").write_text("x")
+    other = stack.upload("someone-else.txt", b"y")      # another producer's event: must stay in the queue
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": stack.values}))
+    stop, seen = threading.Event(), set()
+
+    def host():
+        container = stack.blobs.get_container_client(stack.settings.input_container)
+        while not stop.is_set():
+            for blob in container.list_blobs():
+                if (blob.name, blob.etag) not in seen:
+                    seen.add((blob.name, blob.etag))
+                    handlers.on_blob(container.get_blob_client(blob.name))
+            stack.timer.tick()
+            time.sleep(0.5)
+
+    runtime.set_service(stack.service)
+    thread = threading.Thread(target=host, daemon=True)
+    thread.start()
+    out = tmp_path / "out"
+    try:
+        code = producer_cli.main("submit", [str(folder), "--prefix", "run-1", "--option", "mp3_channels=1", "--wait",
+                                            "--out", str(out), "--timeout", "120", "--json",
+                                            "--settings", str(settings_file)])
+    finally:
+        stop.set()
+        thread.join(30)
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    report = json.loads(captured.out)
+    outcomes = {row["file"]: (row["outcome"], row["reason"]) for row in report["files"]}
+    assert outcomes["run-1/a.mp4"] == ("succeeded", None) and outcomes["run-1/sub/b c.mp4"] == ("succeeded", None)
+    assert outcomes["run-1/mute.mp4"][0] == "failed" and "no audio" in outcomes["run-1/mute.mp4"][1]
+    assert outcomes["run-1/notes.txt"] == ("skipped", "not an .mp4 file")
+    assert code == 1                                     # one file failed
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mp3")) == ["a.mp3", "sub/b c.mp3"]
+    assert "mono" in probe(out / "a.mp3")[1]
+    time.sleep(3)   # submit looked at the other producer's event: it is invisible for 2 s, then back
+    left = stack.drain()                                  # ours were consumed; the other producer's is still there
+    assert [e["id"] for e in left] == [f"{other}.skipped"]
+
+
+def test_submit_refuses_a_bad_option_before_uploading(stack, tmp_path, stereo_clip, capsys):
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": stack.values}))
+    code = producer_cli.main("submit", [str(stereo_clip), "--option", "mp3_bitrate=100k", "--settings",
+                                        str(settings_file)])
+    assert code == 2 and "mp3_bitrate" in capsys.readouterr().err
+    assert list(stack.blobs.get_container_client(stack.settings.input_container).list_blobs()) == []
