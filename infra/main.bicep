@@ -118,6 +118,20 @@ param sweepIntervalSeconds int = 600
 param sweepMinAgeSeconds int = 300
 param completedTaskRetentionSeconds int = 3600
 param statusHeartbeatSeconds int = 300
+@description('Each period\'s uploads go to their own Batch job; a drained job is deleted whole once its period is past.')
+@minValue(60)
+param jobPeriodSeconds int = 3600
+@description('Blobs per List Blobs page of the missed-upload sweep, and pages per tick.')
+@minValue(1)
+@maxValue(5000)
+param sweepPageSize int = 5000
+@minValue(1)
+@maxValue(100)
+param sweepPagesPerTick int = 2
+@description('Wall-clock budget of one timer tick (maintenance stops where it is and resumes next tick).')
+@minValue(5)
+@maxValue(240)
+param tickBudgetSeconds int = 120
 @description('Where completion events go (docs/events.md): a storage queue, an Event Grid custom topic, both or none.')
 @allowed([
   'queue'
@@ -310,6 +324,10 @@ var appSettings = {
   SWEEP_MIN_AGE_SECONDS: string(sweepMinAgeSeconds)
   COMPLETED_TASK_RETENTION_SECONDS: string(completedTaskRetentionSeconds)
   STATUS_HEARTBEAT_SECONDS: string(statusHeartbeatSeconds)
+  JOB_PERIOD_SECONDS: string(jobPeriodSeconds)
+  SWEEP_PAGE_SIZE: string(sweepPageSize)
+  SWEEP_PAGES_PER_TICK: string(sweepPagesPerTick)
+  TICK_BUDGET_SECONDS: string(tickBudgetSeconds)
   EVENTS_SINK: eventsSink
   EVENTS_QUEUE: eventsQueueName
   EVENTS_TOPIC_ENDPOINT: events.outputs.topicEndpoint

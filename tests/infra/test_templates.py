@@ -84,15 +84,19 @@ def test_parameters_file_matches_main_parameters():
     assert required <= set(params), sorted(required - set(params))
 
 
-def test_azure_yaml_deploys_the_repo_root_as_a_function_and_runs_the_hook():
+def test_azure_yaml_deploys_the_repo_root_as_a_function_and_runs_the_hooks_in_sh():
     config = yaml.safe_load((REPO / "azure.yaml").read_text())
     assert config["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
     assert config["services"]["app"] == {"project": ".", "language": "python", "host": "function"}
-    for os_name in ("posix", "windows"):
-        hook = config["hooks"]["postdeploy"][os_name]
-        script = REPO / hook["run"]
-        assert script.exists() and os.access(script, os.X_OK), hook["run"]
-        assert hook["continueOnError"] is False
+    expected = {"preprovision": "preflight.sh", "postprovision": "preflight.sh", "postdeploy": "post-deploy.sh"}
+    assert set(config["hooks"]) == set(expected)
+    for event, script_name in expected.items():
+        for os_name in ("posix", "windows"):
+            hook = config["hooks"][event][os_name]
+            script = REPO / hook["run"]
+            assert script.name == script_name and hook["shell"] == "sh", (event, os_name)
+            assert script.exists() and os.access(script, os.X_OK), hook["run"]
+            assert hook["continueOnError"] is False
 
 
 def _resource(path: str, resource_type: str) -> dict:
