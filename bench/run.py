@@ -9,6 +9,8 @@ to $TMPDIR/mp4-to-mp3-bench/ unless --out says otherwise (py-spy profiles go the
   4 reconcile          one timer tick at 10,000 completed tasks + 10 changes vs a naive list-all
   5 cost               node-seconds billed vs busy over a bursty day (simulated), three pool designs
   6 latency            upload -> MP3 present, p50/p95, polling vs Event Grid
+  7 scale (day at scale) a compressed day at 1,000 / 10,000 / 100,000 uploads (--sizes) with as much history:
+                     calls per upload, tick wall, job size, lost/duplicated -> <out>/scale.json, scale.png
 An item that fails is reported as failed; the others still run. Exit code 1 when any item failed.
 """
 from __future__ import annotations
@@ -32,7 +34,12 @@ RESULTS = ROOT / "bench" / "results"
 SCRATCH = Path(os.environ.get("TMPDIR") or "/tmp") / "mp4-to-mp3-bench"
 
 
-def _items(quick: bool, profile_dir: Path) -> dict[str, tuple[str, Callable[[], ItemResult]]]:
+# Items may also be named: `--only scale`.
+ALIASES = {"scale": "7"}
+
+
+def _items(quick: bool, profile_dir: Path, out_dir: Path, sizes: tuple[int, ...] | None = None
+           ) -> dict[str, tuple[str, Callable[[], ItemResult]]]:
     # Imported lazily so `--only 5` does not pay for the pipeline modules' imports.
     def item1() -> ItemResult:
         from . import ffmpeg_cmd
@@ -58,8 +65,13 @@ def _items(quick: bool, profile_dir: Path) -> dict[str, tuple[str, Callable[[], 
         from . import latency
         return latency.run(quick)
 
+    def item7() -> ItemResult:
+        from . import scale
+        return scale.run(sizes or (scale.QUICK_SIZES if quick else scale.DEFAULT_SIZES), out_dir)
+
     return {"1": ("ffmpeg command", item1), "2": ("throughput", item2), "3": ("submission", item3),
-            "4": ("reconcile cost", item4), "5": ("cost efficiency", item5), "6": ("latency", item6)}
+            "4": ("reconcile cost", item4), "5": ("cost efficiency", item5), "6": ("latency", item6),
+            "7": ("day at scale", item7)}
 
 
 def _run_item(key: str, title: str, fn: Callable[[], ItemResult]) -> ItemResult:
@@ -77,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
     parser.add_argument("--only", default="", help="comma-separated item numbers, e.g. 1,3 (default: all)")
+    parser.add_argument("--sizes", default="", help="item 7: upload counts, e.g. 1000,10000 (default "
+                                                    "1000,10000,100000; --quick 300,1000)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results directory (default: bench/results, or $TMPDIR/mp4-to-mp3-bench with --quick)")
     args = parser.parse_args(argv)
@@ -88,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (SCRATCH if args.quick else RESULTS)
     stem = "quick" if args.quick else "latest"
     profile_dir = SCRATCH / "profiles"
-    items = _items(args.quick, profile_dir)
-    wanted = [k.strip() for k in args.only.split(",") if k.strip()] or list(items)
+    sizes = None
+    if args.sizes:
+        from .scale import parse_sizes
+        sizes = parse_sizes(args.sizes)
+    items = _items(args.quick, profile_dir, out_dir, sizes)
+    wanted = [ALIASES.get(k.strip(), k.strip()) for k in args.only.split(",") if k.strip()] or list(items)
     unknown = [k for k in wanted if k not in items]
     if unknown:
         parser.error(f"unknown item(s) {unknown}; choose from {', '.join(items)}")

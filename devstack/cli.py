@@ -18,12 +18,20 @@ def cmd_start(extra: list[str]) -> int:
     parser.add_argument("--no-host", action="store_true",
                         help="Azurite and the Batch emulator only: run the app yourself with Azure Functions Core "
                              "Tools (`func start`, README \"Azure Functions Core Tools\")")
+    parser.add_argument("--scale-mode", action="store_true",
+                        help="the Batch emulator simulates tasks instead of running ffmpeg (its README \"Scale mode\"; "
+                             "tune with BATCH_EMULATOR_SIMULATED_* variables)")
     args = parser.parse_args(extra)
     if args.no_host and any(c.name == "devhost" for c in stack.running()):
         print("the dev host is running and would serve the app a second time on port 7071: ./dev stop first",
               file=sys.stderr)
         return 1
-    components = stack.start(with_host=False) if args.no_host else stack.start()
+    scale = {"BATCH_EMULATOR_TASK_EXECUTION": "simulate"} if args.scale_mode else None
+    if scale and any(c.name == "batch-emulator" for c in stack.running()):
+        print("the Batch emulator is already running (not in scale mode unless it was started so): ./dev stop first",
+              file=sys.stderr)
+        return 1
+    components = stack.start(with_host=not args.no_host, emulator_settings=scale)
     for c in components:
         print(f"{c.name:15} pid {c.pid:<7} port {c.port:<6} log {c.log}")
     if args.no_host:

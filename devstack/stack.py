@@ -99,8 +99,10 @@ def _spawn(name: str, args: list[str], port: int, env: dict[str, str], timeout: 
     return Component(name, proc.pid, port, str(log.relative_to(ROOT)))
 
 
-def start(with_host: bool = True) -> list[Component]:
-    """Start whatever is not already running; return all components."""
+def start(with_host: bool = True, emulator_settings: dict[str, str] | None = None) -> list[Component]:
+    """Start whatever is not already running; return all components. `emulator_settings`: extra
+    BATCH_EMULATOR_* variables for a newly started emulator (e.g. scale mode); the caller's environment's
+    BATCH_EMULATOR_* variables reach it too."""
     values = ensure_local_settings()
     already = {c.name: c for c in running()}
     components = list(already.values())
@@ -116,7 +118,7 @@ def start(with_host: bool = True) -> list[Component]:
         components.append(_spawn("azurite", args, ports.table, env))
 
     if "batch-emulator" not in already:
-        args, emulator_env = emulator_launch(values, env)
+        args, emulator_env = emulator_launch(values, {**env, **(emulator_settings or {})})
         port = urlparse(values["BATCH_ACCOUNT_URL"]).port or 10100
         components.append(_spawn("batch-emulator", args, port, emulator_env))
 

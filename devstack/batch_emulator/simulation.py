@@ -61,6 +61,8 @@ class Simulation:
         self._clients: OrderedDict[str, ContainerClient] = OrderedDict()
         self._clients_lock = threading.Lock()
         self._key_access: AccountKeyAccess | None = None
+        log.info("scale mode: task tries are simulated (duration %s, outputs %s, failure share %g)",
+                 config.simulated_duration.text(), config.simulated_outputs, config.simulated_failure_rate)
 
     # --- timing (lock held) ----------------------------------------------------------------------
     def start(self, ref: str, token: int, launch: TaskLaunch, now_mono: float, now: datetime) -> None:
