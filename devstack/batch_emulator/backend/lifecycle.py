@@ -158,7 +158,8 @@ def maybe_finish_job(state: State, job: JobRecord, now: datetime) -> None:
     """onAllTasksComplete=terminatejob: the job completes once every task has completed."""
     if job.state != "active" or (job.doc.get("onAllTasksComplete") or "noaction").lower() != "terminatejob":
         return
-    if job.tasks and all(t.state == "completed" for t in job.tasks.values()):
+    counts = job.index.counts()["taskCounts"]  # kept as tasks are saved: O(1), not a scan per completion
+    if job.tasks and counts["active"] == 0 and counts["running"] == 0:
         finish_job(state, job, now, "AllTasksComplete")
 
 
