@@ -317,7 +317,7 @@ def test_dev_start_prints_the_webhook_and_the_key_the_host_uses(tmp_path, monkey
     monkeypatch.setattr(stack, "STATE_DIR", tmp_path)
     monkeypatch.delenv(KEY_SETTING, raising=False)
     monkeypatch.setattr(stack, "ensure_local_settings", lambda: {})
-    monkeypatch.setattr(stack, "start", lambda: [stack.Component("devhost", 1, 7071, ".devstack/logs/devhost.log")])
+    monkeypatch.setattr(stack, "start", lambda **_: [stack.Component("devhost", 1, 7071, ".devstack/logs/devhost.log")])
     assert cli.cmd_start([]) == 0
     out = capsys.readouterr().out
     key = (tmp_path / KEY_FILE).read_text().strip()     # what `python -m devstack.devhost --state-dir` reads

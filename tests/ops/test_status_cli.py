@@ -321,7 +321,7 @@ def test_pool_shows_allocation_nodes_tasks_and_the_timer_status_row(tmp_path, ca
     assert code == 0, err
     report = json.loads(out)
     pool = report["pool"]
-    assert pool["allocation_state"] in ("steady", "resizing") and pool["vm_size"].lower() == "standard_d2s_v5"
+    assert pool["allocation_state"] in ("steady", "resizing") and pool["vm_size"].lower() == "standard_d2ds_v5"
     assert pool["current_dedicated_nodes"] >= 1 and pool["target_dedicated_nodes"] >= 1
     assert report["node_counts"]["dedicated"]["total"] == pool["current_dedicated_nodes"]
     assert report["task_counts"]["succeeded"] == 1 and report["task_counts"]["failed"] == 0
