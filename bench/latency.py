@@ -31,7 +31,7 @@ from shared import naming
 
 from . import clips, ffmpeg_cmd
 from .model import Chart, Finding, ItemResult
-from .pipeline import output_present, warm_pool
+from .pipeline import find_task, output_present, warm_pool
 from .stack import LocalStack
 from .stats import median, percentile
 
@@ -84,9 +84,9 @@ def _one(stack: LocalStack, values: dict[str, str], source: str, clip: Path, ind
         time.sleep(0.05)
     sample = Sample(source, time.perf_counter() - uploaded_at)
     with stack.batch_client() as batch:
-        task = batch.get_task(values["BATCH_JOB_ID"], naming.task_id(name, response["etag"]))
-    info = task.execution_info
-    if task.creation_time and info and info.start_time and info.end_time:
+        task = find_task(batch, values["BATCH_JOB_ID"], naming.task_id(name, response["etag"]))
+    info = task.execution_info if task else None
+    if task and task.creation_time and info and info.start_time and info.end_time:
         seen_utc = uploaded_utc.timestamp() + sample.latency
         sample.trigger = (task.creation_time - uploaded_utc).total_seconds()
         sample.queue = (info.start_time - task.creation_time).total_seconds()

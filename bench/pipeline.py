@@ -92,3 +92,19 @@ class CpuLedger:
     def stop(self) -> dict[str, tuple[float, float]]:
         end = self._read()
         return {name: (end[name][0] - self._start[name][0], end[name][1] - self._start[name][1]) for name in end}
+
+
+def our_job_ids(batch, prefix: str) -> list[str]:
+    """The app's period jobs (shared/job_periods.py: `<BATCH_JOB_ID>-YYYYMMDD-HHMMSS`, `-late`)."""
+    return [job.id for job in batch.list_jobs(select=["id"]) if job.id.startswith(f"{prefix}-")]
+
+
+def find_task(batch, prefix: str, task_id: str):
+    """A task of the app's by id, in whichever period job holds it; None when none does."""
+    for job_id in our_job_ids(batch, prefix):
+        try:
+            return batch.get_task(job_id, task_id)
+        except ResourceNotFoundError:
+            continue
+    return None
+

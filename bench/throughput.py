@@ -27,7 +27,7 @@ from devstack.ffmpeg import bin_dir
 
 from . import clips, ffmpeg_cmd, profile
 from .model import Chart, Finding, ItemResult
-from .pipeline import CpuLedger, Upload, upload_all, wait_for_outputs, warm_pool
+from .pipeline import CpuLedger, Upload, our_job_ids, upload_all, wait_for_outputs, warm_pool
 from .stack import LocalStack
 from .stats import median
 
@@ -93,7 +93,7 @@ def pipeline_round(stack: LocalStack, values: dict[str, str], sources: list[Path
     cpu = ledger.stop()
     starts, ends, runs = [], [], []
     with stack.batch_client() as batch:
-        for task in batch.list_tasks(values["BATCH_JOB_ID"]):
+        for task in (t for job in our_job_ids(batch, values["BATCH_JOB_ID"]) for t in batch.list_tasks(job)):
             info = task.execution_info
             if (task.display_name or "").startswith(f"{tag}/") and info and info.start_time and info.end_time:
                 starts.append((info.start_time - started_utc).total_seconds())
