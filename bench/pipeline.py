@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -23,11 +23,16 @@ class Upload:
     source: Path
 
 
-def upload_all(blobs: BlobServiceClient, container: str, uploads: Iterable[Upload], threads: int = 4) -> dict[str, dict]:
-    """Upload like a producer would (a few parallel streams); name -> the upload's response (etag ...)."""
+def upload_all(blobs: BlobServiceClient, container: str, uploads: Iterable[Upload], threads: int = 4,
+               on_uploaded: Callable[[str, dict, int], None] | None = None) -> dict[str, dict]:
+    """Upload like a producer would (a few parallel streams); name -> the upload's response (etag ...).
+    `on_uploaded(name, response, size)` runs right after each upload returns (an Event Grid delivery)."""
     def put(item: Upload) -> tuple[str, dict]:
         with open(item.source, "rb") as data:
-            return item.name, blobs.get_blob_client(container, item.name).upload_blob(data, overwrite=True)
+            response = blobs.get_blob_client(container, item.name).upload_blob(data, overwrite=True)
+        if on_uploaded is not None:
+            on_uploaded(item.name, response, item.source.stat().st_size)
+        return item.name, response
     with ThreadPoolExecutor(threads) as pool:
         return dict(pool.map(put, list(uploads)))
 
@@ -61,12 +66,13 @@ def output_present(container: ContainerClient, input_name: str) -> bool:
         return False
 
 
-def warm_pool(stack: LocalStack, values: dict[str, str], source: Path, count: int = 2, timeout: float = 180) -> float:
+def warm_pool(stack: LocalStack, values: dict[str, str], source: Path, count: int = 2, timeout: float = 180,
+              on_uploaded: Callable[[str, dict, int], None] | None = None) -> float:
     """Upload `count` warm-up clips and wait for their MP3s: the timer wakes the pool. Returns the seconds taken."""
     blobs = stack.blob_service()
     names = [f"warmup/{i}.mp4" for i in range(count)]
     started = time.perf_counter()
-    upload_all(blobs, values["INPUT_CONTAINER"], [Upload(n, source) for n in names])
+    upload_all(blobs, values["INPUT_CONTAINER"], [Upload(n, source) for n in names], on_uploaded=on_uploaded)
     seen = wait_for_outputs(blobs.get_container_client(values["OUTPUT_CONTAINER"]), names, timeout, prefix="warmup/")
     return max(seen.values()) - started
 

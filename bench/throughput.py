@@ -1,8 +1,11 @@
 """Item 2: N clips through the whole local pipeline vs the same ffmpeg commands run directly.
 
-Pipeline: a producer uploads N clips to Azurite (4 streams) -> the dev host's polling blob trigger
-(scan every 2 s, the dev host's default) runs the app's function -> one Batch task each on the
-emulator (resource file download, the task's ffmpeg command, output file upload) -> MP3 in Azurite.
+Pipeline: a producer uploads N clips to Azurite (4 streams) -> the blob trigger runs the app's function
+-> one Batch task each on the emulator (resource file download, the task's ffmpeg command, output file
+upload) -> MP3 in Azurite. The trigger is Event Grid, as deployed in Azure (infra sets
+BLOB_TRIGGER_SOURCE=EventGrid): right after each upload returns, the producer posts the BlobCreated event
+to the dev host's webhook as an Event Grid subscription would. `--trigger polling` measures the dev host's
+polling trigger instead (a container scan every 2 s, the local default).
 The app's timer runs (every TIMER_EVERY s) and owns the pool, warmed beforehand by two clips.
 Wall = first upload start -> last MP3 listed in the output container.
 
@@ -23,6 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
+
+from devstack.devhost.events import blob_created_event
 from devstack.ffmpeg import bin_dir
 
 from . import clips, ffmpeg_cmd, profile
@@ -34,6 +40,9 @@ from .stats import median
 TARGET = 1.15
 TIMER_EVERY = 5
 POLL_INTERVAL = 2.0
+EVENT_GRID, POLLING = "eventgrid", "polling"
+SOURCES = {EVENT_GRID: "EventGrid", POLLING: "LogsAndContainerScan"}  # BLOB_TRIGGER_SOURCE
+FUNCTION = "process_upload"
 
 
 @dataclass(frozen=True)
@@ -77,14 +86,15 @@ class PipelineRound:
 
 
 def pipeline_round(stack: LocalStack, values: dict[str, str], sources: list[Path], tag: str,
-                   timeout: float) -> PipelineRound:
+                   timeout: float, trigger: str = EVENT_GRID) -> PipelineRound:
     """Push every file through the stack; wall, phases (from the tasks' executionInfo) and CPU by component."""
     blobs = stack.blob_service()
     uploads = [Upload(f"{tag}/{i:03d}-{p.stem}.mp4", p) for i, p in enumerate(sources)]
     ledger = CpuLedger(stack.component_pids())
     started_utc = datetime.now(timezone.utc)
     started = time.perf_counter()
-    upload_all(blobs, values["INPUT_CONTAINER"], uploads)
+    notify = _event_grid(stack, blobs, values["INPUT_CONTAINER"]) if trigger == EVENT_GRID else None
+    upload_all(blobs, values["INPUT_CONTAINER"], uploads, on_uploaded=notify)
     uploads_done = time.perf_counter() - started
     # Listing every 0.5 s keeps the watcher's own load on Azurite small; it bounds the wall's resolution.
     seen = wait_for_outputs(blobs.get_container_client(values["OUTPUT_CONTAINER"]), [u.name for u in uploads],
@@ -105,7 +115,20 @@ def pipeline_round(stack: LocalStack, values: dict[str, str], sources: list[Path
                          wall - max(ends) if complete else None, runs, cpu)
 
 
-def run(quick: bool = False, work_root: Path | None = None, profile_dir: Path | None = None) -> ItemResult:
+def _event_grid(stack: LocalStack, blobs, container: str):
+    """What an Event Grid subscription does after each upload: POST its BlobCreated event to the webhook."""
+    http = httpx.Client(timeout=30)
+    url = stack.webhook_url(FUNCTION)
+
+    def post(name: str, response: dict, size: int) -> None:
+        event = blob_created_event(blobs.get_blob_client(container, name).url, response["etag"], size,
+                                   content_type="video/mp4")
+        http.post(url, json=[event], headers={"aeg-event-type": "Notification"}).raise_for_status()
+    return post
+
+
+def run(quick: bool = False, work_root: Path | None = None, profile_dir: Path | None = None,
+        trigger: str = EVENT_GRID) -> ItemResult:
     size = QUICK if quick else DEFAULT
     slots = os.cpu_count() or 2
     quality = ffmpeg_cmd.sample_mp3_quality()
@@ -121,8 +144,11 @@ def run(quick: bool = False, work_root: Path | None = None, profile_dir: Path | 
         stack.start()
         values = stack.app_settings(IDLE_GRACE_SECONDS="900")
         stack.blob_service().create_container(values["INPUT_CONTAINER"])
+        values["BLOB_TRIGGER_SOURCE"] = SOURCES[trigger]
         stack.start_devhost(values, poll_interval=POLL_INTERVAL, timer_every=TIMER_EVERY)
-        warm = warm_pool(stack, values, clips.clip(clips.ClipSpec(ffmpeg_cmd.QUICK.short_seconds, "720p", 2)))
+        notify = _event_grid(stack, stack.blob_service(), values["INPUT_CONTAINER"]) if trigger == EVENT_GRID else None
+        warm = warm_pool(stack, values, clips.clip(clips.ClipSpec(ffmpeg_cmd.QUICK.short_seconds, "720p", 2)),
+                         on_uploaded=notify)
         raw_walls, raw_cpu, raw_files, rounds = [], [], [], []
         timeout = 120 + 10 * size.files
         for r in range(size.rounds):
@@ -130,17 +156,17 @@ def run(quick: bool = False, work_root: Path | None = None, profile_dir: Path | 
             raw_walls.append(wall)
             raw_cpu.append(cpu)
             raw_files += per_file
-            rounds.append(pipeline_round(stack, values, sources, f"round{r}", timeout))
+            rounds.append(pipeline_round(stack, values, sources, f"round{r}", timeout, trigger))
         ratio = median([r.wall for r in rounds]) / median(raw_walls)
         profiles = {}
         if ratio > TARGET and profile_dir is not None and profile.available():
             pids = {k: v for k, v in stack.component_pids().items() if k != "azurite"}
             recorder = profile.Recorder(pids, profile_dir / "throughput")
             try:
-                pipeline_round(stack, values, sources, "profiled", timeout)
+                pipeline_round(stack, values, sources, "profiled", timeout, trigger)
             finally:
                 profiles = recorder.stop()
-        _fill(result, size, slots, raw_walls, raw_cpu, raw_files, rounds, warm, profiles)
+        _fill(result, size, slots, raw_walls, raw_cpu, raw_files, rounds, warm, profiles, trigger)
     finally:
         stack.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -153,13 +179,13 @@ def _fmt(value: float | None) -> str:
 
 def _fill(result: ItemResult, size: Size, slots: int, raw_walls: list[float], raw_cpu: list[float],
           raw_files: list[float], rounds: list[PipelineRound], warm: float,
-          profiles: dict[str, profile.Profile]) -> None:
+          profiles: dict[str, profile.Profile], trigger: str) -> None:
     pipe_walls = [r.wall for r in rounds]
     cpu_maps = [r.cpu for r in rounds]
     raw, pipe = median(raw_walls), median(pipe_walls)
     ratio = pipe / raw
     result.findings = [
-        Finding(f"{size.files} files ({size.clip_seconds} s clips): wall, pipeline / raw ffmpeg",
+        Finding(f"{size.files} files ({size.clip_seconds} s clips, {trigger} trigger): wall, pipeline / raw ffmpeg",
                 f"{pipe:.1f} s", f"{raw:.1f} s", ratio, f"<= {TARGET}x", ratio <= TARGET),
         Finding("files per minute, pipeline vs raw", f"{size.files / pipe * 60:.0f}/min",
                 f"{size.files / raw * 60:.0f}/min", None, "", None),
@@ -181,8 +207,10 @@ def _fill(result: ItemResult, size: Size, slots: int, raw_walls: list[float], ra
         f"(720p/1080p, mono/stereo) round-robin, uploaded under distinct names. Slots: {slots} concurrent "
         f"task processes (emulator --max-running-tasks = nproc); raw uses the same number of threads.",
         f"Warm pool: two warm-up clips first ({warm:.1f} s from their upload to both MP3s, the timer waking a "
-        f"zero-node pool); IDLE_GRACE_SECONDS=900 keeps it warm. Dev host polling every {POLL_INTERVAL:g} s; "
-        f"timer every {TIMER_EVERY} s.",
+        f"zero-node pool); IDLE_GRACE_SECONDS=900 keeps it warm. Trigger: "
+        + ("Event Grid (each upload's BlobCreated posted to the dev host's webhook as it returns); "
+           if trigger == EVENT_GRID else f"the dev host's polling scan every {POLL_INTERVAL:g} s; ")
+        + f"timer every {TIMER_EVERY} s.",
         f"CPU outside ffmpeg during a pipeline round (median): {overhead:.1f} CPU-s ("
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
         + f") against {ffmpeg_in_pipeline:.1f} CPU-s of ffmpeg; on {slots} cores that overhead alone is worth "
@@ -231,3 +259,21 @@ def _fill(result: ItemResult, size: Size, slots: int, raw_walls: list[float], ra
     result.raw = {"raw_walls": raw_walls, "raw_ffmpeg_cpu": raw_cpu, "raw_file_walls": raw_files, "pipeline_rounds": [r.__dict__ for r in rounds], "warmup_seconds": warm, "slots": slots,
                   "profiles": {k: {"samples": p.samples, "top": p.top(12), "ours": p.top_ours(12)}
                                for k, p in profiles.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.splitlines()[0])
+    parser.add_argument("--trigger", choices=(EVENT_GRID, POLLING), default=EVENT_GRID)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.quick, trigger=args.trigger)
+    print(json.dumps({"findings": [f.__dict__ for f in result.findings], "columns": result.columns,
+                      "rows": result.rows, "notes": result.notes}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
