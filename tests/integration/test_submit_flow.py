@@ -171,7 +171,9 @@ def test_upload_becomes_mp3_with_metadata_and_ledger_row(stack, clip_dir, tmp_pa
     assert props.content_settings.content_type == "audio/mpeg"
     etag = stack.blobs.get_blob_client(stack.settings.input_container, name).get_blob_properties().etag
     assert props.metadata == {"source_name": "shows/Season%201/Clip.MP4", "source_container":
-                              stack.settings.input_container, "source_etag": etag, "batch_task_id": task_id}
+                              stack.settings.input_container, "source_etag": etag, "batch_task_id": task_id,
+                              # the options it was made with (none set on the upload: the app's MP3_QUALITY)
+                              "mp3_quality": str(stack.settings.mp3_quality), "mp3_loudnorm": "false"}
     mp3 = tmp_path / "out.mp3"
     mp3.write_bytes(out.download_blob().readall())
     duration, audio = probe(mp3)
