@@ -324,3 +324,26 @@ def test_submit_refuses_a_bad_option_before_uploading(stack, tmp_path, stereo_cl
                                         str(settings_file)])
     assert code == 2 and "mp3_bitrate" in capsys.readouterr().err
     assert list(stack.blobs.get_container_client(stack.settings.input_container).list_blobs()) == []
+
+
+def test_a_metadata_only_change_is_a_new_version_converted_again(stack, stereo_clip, tmp_path):
+    """The documented choice (docs/events.md): Set Blob Metadata gives the blob a new ETag (checked here on real
+    storage), so it is a new version - its own task, row, MP3 and event, made with the options it now carries."""
+    first = stack.upload("talk.mp4", stereo_clip.read_bytes())
+    stack.tick_until(_final(stack, first), what="first conversion")
+    client = stack.blobs.get_blob_client(stack.settings.input_container, "talk.mp4")
+    before = client.get_blob_properties().etag
+    client.set_blob_metadata({"mp3_bitrate": "64k", "mp3_channels": "1"})
+    after = client.get_blob_properties().etag
+    assert naming.normalize_etag(after) != naming.normalize_etag(before)
+    handlers.on_blob(client)                       # what the host's trigger (or the sweep) does with the change
+    second = naming.task_id("talk.mp4", after)
+    assert second != first
+    stack.tick_until(_final(stack, second), what="second conversion")
+    events = stack.drain()
+    assert sorted(e["id"] for e in events) == sorted([f"{first}.succeeded", f"{second}.succeeded"])
+    mp3 = tmp_path / "talk.mp3"
+    out = stack.blobs.get_blob_client(stack.settings.output_container, "talk.mp3")
+    mp3.write_bytes(out.download_blob().readall())
+    assert "mono" in probe(mp3)[1] and "64 kb/s" in probe(mp3)[1]
+    assert out.get_blob_properties().metadata["source_etag"] == after
