@@ -274,8 +274,9 @@ def chart(figures: dict[str, dict[str, Any]], path: Path) -> None:
     width = 0.27
     for i, (key, name) in enumerate((("batch_calls_per_upload", "Batch calls"), ("table_ops_per_upload", "Table ops"),
                                      ("list_calls_per_upload", "List Blobs calls"))):
-        calls.bar([x + (i - 1) * width for x in range(len(sizes))], [figures[s][key] for s in sizes], width,
-                  label=name)
+        bars = calls.bar([x + (i - 1) * width for x in range(len(sizes))], [figures[s][key] for s in sizes], width,
+                         label=name)
+        calls.bar_label(bars, fmt="%.3g", fontsize=7)
     calls.set_xticks(range(len(sizes)), labels)
     calls.set_xlabel("uploads in the day")
     calls.set_ylabel("per upload (trigger + timer)")
@@ -348,7 +349,8 @@ def _fill(result: ItemResult, figures: dict[str, dict[str, Any]]) -> None:
                       ("tick_p95_s", "p95 tick wall (s)")):
         r = ratio(key)
         result.findings.append(Finding(f"{name}, {int(sizes[-1]):,} vs {int(sizes[0]):,} uploads", str(large[key]),
-                                       str(small[key]), r, "<= 1.2x", None if r is None or len(sizes) < 2 else r <= 1.2))
+                                       str(small[key]), r, "<= 1.2x",
+                                       None if r is None or len(sizes) < 2 else r <= 1.2))
     # Bounded by the retention window, not the day's volume: the count at the end must not grow with the size.
     end_ratio = ratio("job_tasks_at_end")
     result.findings.append(Finding(f"Batch job tasks at the end, {int(sizes[-1]):,} vs {int(sizes[0]):,} uploads",

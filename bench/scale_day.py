@@ -11,7 +11,8 @@ The day is the config's phases: `["burst", ticks, share]` releases that share of
 many ticks (a producer writes the blob, then the trigger runs for it; ~2 % are delivered twice, as the host's
 at-least-once delivery does); `["idle", ticks]` uploads nothing. A burst the trigger cannot keep up with runs
 longer (its backlog is reported); an idle gap starts once the burst is consumed. Then the day drains (every
-task done, no row left queued/running) and a tail of idle ticks follows (cleanup, parking, job rotation).
+task done, no row left queued/running, no completion event left to publish) and a tail of idle ticks follows
+(cleanup, parking, job rotation).
 
 Calls are counted on the wire by two counting transports (bench/counting.py): the trigger's service and the
 timer's service are built separately (`shared.runtime.build_service`, `build_timer_service`) so each tick's
@@ -224,7 +225,8 @@ class Day:
         }
 
     def _drained(self) -> bool:
-        """No task waiting or running in the app's job(s), no row queued or running, no upload pending."""
+        """No task waiting or running in the app's job(s), no row queued or running, no upload pending, no
+        completion event left to publish."""
         from shared.ledger import PENDING_PARTITION
 
         prefix = self.settings.job_id.replace("'", "''")
@@ -235,8 +237,12 @@ class Day:
         unfinished = "PartitionKey eq @pk and (State eq 'queued' or State eq 'running')"
         if next(iter(self.ledger.query(unfinished, {"pk": self.settings.job_id}, select=["RowKey"])), None):
             return False
-        return next(iter(self.ledger.query("PartitionKey eq @pk", {"pk": PENDING_PARTITION},
-                                           select=["RowKey"])), None) is None
+        if next(iter(self.ledger.query("PartitionKey eq @pk", {"pk": PENDING_PARTITION},
+                                       select=["RowKey"])), None) is not None:
+            return False
+        # completion events still to publish (where the app has an outbox): their calls belong to the day too
+        outbox = getattr(self.ledger, "outbox_page", None)
+        return outbox is None or not outbox(1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,7 +93,8 @@ def profile(tasks: int, data_dir: Path | None, simulate: bool) -> dict:
     if simulate:
         settings.update(task_execution="simulate", simulated_duration="fixed:0", simulated_outputs="none")
     cfg = from_mapping(settings, EmulatorConfig(data_dir=data_dir, max_nodes_per_pool=16))
-    figures: dict = _Figures({"tasks": tasks, "store": "memory" if data_dir is None else "sqlite", "simulate": simulate})
+    figures: dict = _Figures({"tasks": tasks, "store": "memory" if data_dir is None else "sqlite",
+                              "simulate": simulate})
     with EmulatorServer(cfg) as server:
         client = BatchClient(server.url, AzureNamedKeyCredential(cfg.account_name, cfg.account_key))
         pool_id = "no-such-pool"
@@ -109,7 +110,8 @@ def profile(tasks: int, data_dir: Path | None, simulate: bool) -> dict:
         started = time.perf_counter()
         chunk = 5000
         for first in range(0, tasks, chunk):
-            client.create_tasks("scale-job", [app_shaped_task(f"t{i:07d}") for i in range(first, min(tasks, first + chunk))])
+            client.create_tasks("scale-job", [app_shaped_task(f"t{i:07d}")
+                                              for i in range(first, min(tasks, first + chunk))])
         figures["fill_tasks_per_s"] = round(tasks / (time.perf_counter() - started))
         if simulate:  # wait until every task has run
             while client.get_job_task_counts("scale-job").task_counts.completed < tasks:

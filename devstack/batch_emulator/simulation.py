@@ -73,7 +73,8 @@ class Simulation:
             assert launch.max_wall_clock is not None
             seconds = launch.max_wall_clock.total_seconds()
         self._order += 1
-        heapq.heappush(self._heap, _Due(now_mono + seconds, self._order, ref, token, launch, exit_code, wall_clock, now))
+        heapq.heappush(self._heap,
+                       _Due(now_mono + seconds, self._order, ref, token, launch, exit_code, wall_clock, now))
 
     def next_at(self) -> float | None:
         return self._heap[0].at if self._heap else None

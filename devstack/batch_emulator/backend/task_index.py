@@ -4,8 +4,8 @@
   (bisect), instead of skipping every earlier task;
 - state transition times: `stateTransitionTime ge|gt X` (what a reconciler sends with a watermark) reads only
   the tasks that changed since X, `lt|le X` only those unchanged since X (when that is a small part of the job,
-  as for a cleanup's "completed before" in a job that rotates). Entries are appended as transitions happen (the clock moves forward), a
-  task's older entries go stale and are dropped when they outnumber the live ones;
+  as for a cleanup's "completed before" in a job that rotates). Entries are appended as transitions happen
+  (the clock moves forward); a task's older entries go stale and are dropped when they outnumber the live ones;
 - tasks by state: `state eq 'completed'` reads only those (when they are a small part of the job);
 - task counts and slot counts by state and result: get task counts is a copy of the counters.
 A task that changed is always passed to `saved` (State.save_task/save_tasks) and a removed one to `removed`
