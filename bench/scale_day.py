@@ -66,16 +66,43 @@ def _by_kind(counts: Counter) -> dict[str, int]:
     return out
 
 
+SHARED = str(Path(__file__).resolve().parent.parent / "shared") + os.sep
+# The resource owners and plumbing every part of the app calls through: a call is charged to their caller.
+_PLUMBING = {"batch.py", "batch_types.py", "clients.py", "log.py", "table.py", "schema.py", "__init__.py"}
+
+
+def app_module(frame) -> str:
+    """The shared/ module that made a request: the first caller above the resource owners (e.g. "reconcile"), or
+    the owner itself when the request came from its own worker thread (e.g. "ledger/table"); "-" when none."""
+    owner = None
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(SHARED):
+            module = name[len(SHARED):].removesuffix(".py")
+            if os.path.basename(name) not in _PLUMBING:
+                return module
+            owner = owner or module
+        frame = frame.f_back
+    return owner or "-"
+
+
 def counting_transport(services: dict[str, str]):
-    """bench/counting.py's transport, also telling List Blobs (GET ...?comp=list) from other container GETs."""
+    """bench/counting.py's transport, also telling List Blobs (GET ...?comp=list) from other container GETs,
+    and counting requests per app module (which part of the tick spends them)."""
     from bench.counting import CountingTransport
 
     class ListCounting(CountingTransport):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.by_module: Counter[tuple[str, str]] = Counter()
+
         def send(self, request, **kwargs):
             parts = urlsplit(request.url)
-            if self._services.get(parts.netloc) == "blob" and request.method == "GET" and \
-                    "comp=list" in parts.query:
-                with self._lock:
+            service = self._services.get(parts.netloc, "other")
+            module = app_module(sys._getframe(1))
+            with self._lock:
+                self.by_module[(service, module)] += 1
+                if service == "blob" and request.method == "GET" and "comp=list" in parts.query:
                     self.counts[LIST_BLOBS] += 1
             return super().send(request, **kwargs)
 
@@ -216,6 +243,8 @@ class Day:
             "uploads": size, "deliveries": self.deliveries, "uploaded": sorted(self.uploaded.items()),
             "trigger": {f"{s} {o}": n for (s, o), n in sorted(self.trigger_transport.snapshot().items())},
             "timer": {f"{s} {o}": n for (s, o), n in sorted(self.timer_transport.snapshot().items())},
+            "timer_by_module": {f"{s} {m}": n for (s, m), n in sorted(self.timer_transport.by_module.items())},
+            "trigger_by_module": {f"{s} {m}": n for (s, m), n in sorted(self.trigger_transport.by_module.items())},
             "trigger_by_kind": _by_kind(self.trigger_transport.snapshot()),
             "timer_by_kind": _by_kind(self.timer_transport.snapshot()),
             "ticks": [t.__dict__ for t in self.ticks], "bursts": self.bursts,
