@@ -44,7 +44,8 @@ from .stats import percentile
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
-QUICK_SIZES = (300, 1_000)
+QUICK_SIZES = (100, 300)
+QUICK_TAIL_SECONDS = 60.0
 KEYS = ("uploads", "batch_calls_per_upload", "table_ops_per_upload", "list_calls_per_upload", "tick_p95_s",
         "max_tick_calls", "peak_rss_mb", "job_tasks_at_end", "lost", "duplicated")
 
