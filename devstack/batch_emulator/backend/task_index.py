@@ -43,6 +43,9 @@ def _bucket(task: TaskRecord) -> tuple[str, str | None, int] | None:
 
 class TaskIndex:
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._by_seq: dict[int, TaskRecord] = {}
         self._order: list[int] = []                     # seqs ascending; removed ones linger until compaction
         self._times: list[tuple[datetime, int]] = []    # (stateTransitionTime, seq) ascending; stale ones linger
@@ -55,7 +58,7 @@ class TaskIndex:
 
     def rebuild(self, tasks: Iterable[TaskRecord]) -> None:
         """From scratch (restart recovery)."""
-        self.__init__()  # type: ignore[misc]
+        self._reset()
         for task in sorted(tasks, key=lambda t: t.seq):
             task.indexed_time = task.indexed_text = task.counted = task.indexed_state = None
             self.saved(task)
