@@ -171,7 +171,7 @@ def run(tasks: int = 10_000, changes: int = 10) -> dict:
                 idle_grace=timedelta(hours=1), autoscale_handback=timedelta(hours=1), reconcile_overlap=OVERLAP,
                 sweep_interval=timedelta(days=1), sweep_min_age=timedelta(0),
                 completed_task_retention=timedelta(days=1), status_heartbeat=timedelta(hours=1),
-                sweep_page_size=5000, sweep_pages_per_tick=2, tick_budget=timedelta(seconds=120))
+                sweep_page_size=5000, sweep_pages_per_tick=2, tick_budget=timedelta(seconds=120), reconcile_budget=timedelta(seconds=30))
             service.clients.blob_service.create_container(settings.input_container)
             timer = build_timer_service(service, timer_settings)
             measures = [_measure("ours, first run (no watermark: catch-up over the whole job)", stats, transport,

@@ -132,6 +132,10 @@ param sweepPagesPerTick int = 2
 @minValue(5)
 @maxValue(240)
 param tickBudgetSeconds int = 120
+@description('Reconcile stops listing changed tasks after this much of a tick and resumes next tick.')
+@minValue(1)
+@maxValue(240)
+param reconcileBudgetSeconds int = 30
 @description('Where completion events go (docs/events.md): a storage queue, an Event Grid custom topic, both or none.')
 @allowed([
   'queue'
@@ -328,6 +332,7 @@ var appSettings = {
   SWEEP_PAGE_SIZE: string(sweepPageSize)
   SWEEP_PAGES_PER_TICK: string(sweepPagesPerTick)
   TICK_BUDGET_SECONDS: string(tickBudgetSeconds)
+  RECONCILE_BUDGET_SECONDS: string(reconcileBudgetSeconds)
   EVENTS_SINK: eventsSink
   EVENTS_QUEUE: eventsQueueName
   EVENTS_TOPIC_ENDPOINT: events.outputs.topicEndpoint

@@ -211,16 +211,19 @@ class AzureBatch:
             raise BatchUnavailable(f"create {kind} failed: HTTP {exc.status_code} {error_code(exc)}") from exc
 
     # -- tasks, read by the timer ---------------------------------------------------------------------
-    def list_task_changes(self, job_ids: list[str], since: datetime | None) -> Iterator[TaskSnapshot]:
-        """Tasks of these jobs whose state changed at or after `since` (every task when None), $select-ed, paged."""
+    def task_change_pages(self, job_id: str, since: datetime | None,
+                          token: str | None = None) -> Iterator[tuple[list[TaskSnapshot], str | None]]:
+        """Pages (up to 1000 tasks) of the job's tasks whose state changed at or after `since` (every task when
+        None), $select-ed, each with the continuation token of the next page (None after the last). `token`
+        resumes a listing where an earlier call stopped. A job deleted meanwhile lists as empty."""
         task_filter = f"stateTransitionTime ge {odata_datetime(since)}" if since else None
-        for job_id in job_ids:
-            try:
-                for task in self._client.list_tasks(job_id, filter=task_filter, select=_TASK_FIELDS,
-                                                    max_results=_PAGE):
-                    yield batch_types.task_snapshot(task, job_id)
-            except ResourceNotFoundError:
-                continue  # deleted since it was listed
+        pages = self._client.list_tasks(job_id, filter=task_filter, select=_TASK_FIELDS,
+                                        max_results=_PAGE).by_page(continuation_token=token)
+        try:
+            for page in pages:
+                yield [batch_types.task_snapshot(task, job_id) for task in page], pages.continuation_token or None
+        except ResourceNotFoundError:
+            yield [], None
 
     def task_origin(self, job_id: str, task_id: str) -> TaskOrigin | None:
         try:

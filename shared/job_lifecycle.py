@@ -12,8 +12,8 @@ Retirement: a job whose period ended more than `COMPLETED_TASK_RETENTION_SECONDS
 whole - one call, however many tasks it holds - when
   1. its task counts, read before this tick's reconcile, show no active and no running task (one call
      per such job: `drained_candidates`), and
-  2. this tick's reconcile was complete and listed no unfinished task of it and held none back for a
-     re-add (`retire`). Every task completed before the counts were read was either listed by this
+  2. this tick's reconcile listed it to its last page, with every write done, found no unfinished task
+     of it and held none back for a re-add (`retire`). Every task completed before the counts were read was either listed by this
      complete run or, being older than the watermark's re-list window, by an earlier complete run - the
      watermark only moves past transitions whose rows were written. So every row of the job shows its
      task's final state.
@@ -103,8 +103,8 @@ def retire(batch: OurJobs, candidates: list[str], reconcile: ReconcileResult | N
     result = Retirement()
     held_back = {task.job_id for task in reconcile.to_resubmit} if reconcile is not None else set()
     for job_id in candidates:
-        settled = reconcile is not None and reconcile.complete and not reconcile.unfinished_by_job.get(job_id) \
-            and job_id not in held_back
+        settled = reconcile is not None and reconcile.complete and job_id in reconcile.listed_jobs \
+            and not reconcile.unfinished_by_job.get(job_id) and job_id not in held_back
         if not settled or time_left() <= 0:
             result.waiting.append(job_id)
             continue

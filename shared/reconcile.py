@@ -15,8 +15,15 @@ One run:
    task transition, so an overlapping tick cannot regress a row. A task with no row (submitted by
    an earlier deployment, or its ledger write was lost) is adopted: its origin is read from the
    task itself and a full row is written.
-4. Only when every write succeeded does the watermark move to the newest transition seen (itself an
-   ETag-conditional write). A failure leaves it behind, and the next run redoes the window.
+4. Only when every write succeeded does the watermark move to the newest transition seen, but never past
+   the moment the listing began (itself an ETag-conditional write). A failure leaves it behind, and the
+   next run redoes the window.
+
+Bounded: a run stops between pages once its time is up (RECONCILE_BUDGET_SECONDS) and saves where it
+stopped - the filter, the jobs listed to the end, the job and continuation token of the next page, the
+newest transition seen - in the watermark row; the next tick resumes there. The watermark moves only
+when a listing reaches its end, to at most the time it began, so a transition that happened in a job
+already listed while the listing went on is inside the next listing's window.
 
 Failed tasks carry failureInfo's category, code and message, and the reason read from the log the
 task uploaded to the logs container on failure (shared/failure_logs.py).
@@ -26,8 +33,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -46,7 +53,8 @@ _CACHE_SIZE = 20_000
 class TaskSource(Protocol):
     """The Batch reads the reconciler needs (shared/batch.AzureBatch)."""
 
-    def list_task_changes(self, job_ids: list[str], since: datetime | None) -> Iterable[TaskSnapshot]: ...
+    def task_change_pages(self, job_id: str, since: datetime | None,
+                          token: str | None = None) -> Iterable[tuple[list[TaskSnapshot], str | None]]: ...
 
     def task_origin(self, job_id: str, task_id: str) -> TaskOrigin | None: ...
 
@@ -68,6 +76,8 @@ class ReconcileResult:
     watermark_after: datetime | None = None
     # Listed tasks per job not completed yet: a job with any cannot be retired (shared/job_lifecycle.py).
     unfinished_by_job: dict[str, int] = field(default_factory=dict)
+    listed_jobs: set[str] = field(default_factory=set)   # jobs this run listed to their last page
+    listing_complete: bool = False                        # False: out of time, the next tick resumes
     seen_active: int = 0         # listed tasks now active / running: a lower bound for the scaler
     seen_running: int = 0
     newly_succeeded: int = 0
@@ -82,6 +92,45 @@ class ReconcileResult:
     @property
     def complete(self) -> bool:
         return self.write_failures == 0
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One listing of changed tasks across our jobs, possibly spread over several ticks."""
+
+    since: datetime | None              # the stateTransitionTime filter (None: every task)
+    started: datetime                   # when it began: the watermark never moves past it
+    done: tuple[str, ...] = ()          # jobs listed to the end
+    job: str | None = None              # the job it stopped in, and that job's next page
+    token: str | None = None
+    newest: datetime | None = None      # the newest transition seen so far
+
+    def after_page(self, job_id: str, token: str | None, newest: datetime | None) -> Listing:
+        best = newest if self.newest is None or (newest is not None and newest > self.newest) else self.newest
+        return replace(self, job=job_id, token=token, newest=best)
+
+    def job_done(self, job_id: str) -> Listing:
+        return replace(self, done=(*self.done, job_id), job=None, token=None)
+
+    def mark(self) -> datetime | None:
+        """The watermark a complete listing earns: its newest transition, but not past its start."""
+        return min(self.newest, self.started) if self.newest is not None else None
+
+    def columns(self) -> dict[str, object]:
+        return {Col.LISTING_STARTED: self.started, Col.LISTING_SINCE: self.since,
+                Col.LISTING_DONE: ",".join(self.done), Col.LISTING_JOB: self.job, Col.LISTING_TOKEN: self.token,
+                Col.LISTING_NEWEST: self.newest}
+
+    @classmethod
+    def read(cls, entity: Mapping[str, object]) -> Listing | None:
+        started = entity.get(Col.LISTING_STARTED)
+        if not isinstance(started, datetime):
+            return None
+        moment = lambda col: entity.get(col) if isinstance(entity.get(col), datetime) else None  # noqa: E731
+        text = lambda col: str(entity[col]) if entity.get(col) else None  # noqa: E731
+        return cls(since=moment(Col.LISTING_SINCE), started=started,
+                   done=tuple(j for j in (text(Col.LISTING_DONE) or "").split(",") if j),
+                   job=text(Col.LISTING_JOB), token=text(Col.LISTING_TOKEN), newest=moment(Col.LISTING_NEWEST))
 
 
 class Reconciler:
@@ -105,18 +154,38 @@ class Reconciler:
         row = self._ledger.read_watermark()
         return row.entity.get(Col.WATERMARK) if row else None
 
-    def run(self, job_ids: list[str]) -> ReconcileResult:
-        """Reconcile the changes of these jobs since the watermark."""
+    def run(self, job_ids: list[str], time_left: Callable[[], float] = lambda: 1.0) -> ReconcileResult:
+        """Reconcile the changes of these jobs since the watermark, resuming an unfinished listing; stop between
+        pages when `time_left()` is not positive."""
         result = ReconcileResult()
         mark_row = self._ledger.read_watermark()
         watermark = mark_row.entity.get(Col.WATERMARK) if mark_row else None
-        result.watermark_before = watermark
-        since = watermark - self._overlap if watermark else None
+        result.watermark_before = result.watermark_after = watermark
+        saved = Listing.read(mark_row.entity) if mark_row else None
+        listing = saved or Listing(since=watermark - self._overlap if watermark else None, started=self._clock())
+        for index, job_id in enumerate([j for j in job_ids if j not in listing.done]):
+            if index and time_left() <= 0:
+                return self._finish(result, mark_row, listing)
+            token = listing.token if job_id == listing.job else None
+            for page, next_token in self._tasks.task_change_pages(job_id, listing.since, token):
+                newest = self._page(page, result, catch_up=watermark is None)
+                listing = listing.after_page(job_id, next_token, newest)
+                if not result.complete:
+                    return self._finish(result, mark_row, None, abandon=saved is not None)
+                if next_token is not None and time_left() <= 0:
+                    return self._finish(result, mark_row, listing)
+            listing = listing.job_done(job_id)
+            result.listed_jobs.add(job_id)
+        result.listing_complete = True
+        return self._finish(result, mark_row, None, mark=listing.mark(), abandon=saved is not None)
+
+    def _page(self, page: list[TaskSnapshot], result: ReconcileResult, *, catch_up: bool) -> datetime | None:
+        """Apply one listed page; the newest transition in it."""
         newest: datetime | None = None
         # Keyed by task id: a task that changes while the listing pages can appear twice, and one
         # transaction may not touch a row twice. The later transition wins.
         chunk: dict[str, TaskSnapshot] = {}
-        for task in self._tasks.list_task_changes(job_ids, since):
+        for task in page:
             result.listed += 1
             if task.state != "completed":
                 result.unfinished_by_job[task.job_id] = result.unfinished_by_job.get(task.job_id, 0) + 1
@@ -129,21 +198,27 @@ class Reconciler:
             seen = chunk.get(task.task_id)
             if seen is None or later(task, seen):
                 chunk[task.task_id] = task
-            if len(chunk) >= 1000:
-                self._apply(list(chunk.values()), result, catch_up=watermark is None)
-                chunk = {}
         if chunk:
-            self._apply(list(chunk.values()), result, catch_up=watermark is None)
-        if result.complete and newest is not None and (watermark is None or ms(newest) > ms(watermark)):
-            if self._ledger.write_watermark(ms(newest), mark_row.etag if mark_row else None, self._clock()):
-                result.watermark_after = ms(newest)
-            else:  # another tick moved it first: its value is at least as new as ours
+            self._apply(list(chunk.values()), result, catch_up=catch_up)
+        return newest
+
+    def _finish(self, result: ReconcileResult, mark_row: StoredRow | None, unfinished: Listing | None, *,
+                mark: datetime | None = None, abandon: bool = False) -> ReconcileResult:
+        """Save where an unfinished listing stopped, or move the watermark after a complete one (or drop a
+        saved listing whose writes failed: the next run starts it over)."""
+        watermark = result.watermark_before
+        moves = result.complete and mark is not None and (watermark is None or ms(mark) > ms(watermark))
+        new_mark = ms(mark) if moves else watermark
+        if unfinished is not None or moves or abandon:
+            if self._ledger.write_watermark(new_mark, mark_row.etag if mark_row else None, self._clock(),
+                                            unfinished.columns() if unfinished is not None else None):
+                result.watermark_after = new_mark
+            else:  # another tick wrote it first: its listing or watermark is at least as far along as ours
                 event(_log, logging.INFO, "reconcile.watermark_conflict")
-        if result.watermark_after is None:
-            result.watermark_after = watermark
         level = logging.INFO if result.listed or result.write_failures else logging.DEBUG
         event(_log, level, "reconcile.done", listed=result.listed, updated=result.updated, adopted=result.adopted,
               unchanged=result.unchanged, write_failures=result.write_failures, transactions=result.transactions,
+              listing="complete" if result.listing_complete else "resumes next tick" if unfinished else "abandoned",
               watermark=result.watermark_after.isoformat() if result.watermark_after else None)
         return result
 

@@ -231,6 +231,7 @@ class TimerSettings:
     completed_task_retention: timedelta  # completed tasks stay in the job this long after their row is final
     status_heartbeat: timedelta       # status row rewritten at least this often even when nothing changed
     tick_budget: timedelta            # maintenance starts no new page or batch after this much of a tick
+    reconcile_budget: timedelta       # reconcile starts no new page of changed tasks after this much of a tick
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TimerSettings:
@@ -248,6 +249,8 @@ class TimerSettings:
             status_heartbeat=r.seconds("STATUS_HEARTBEAT_SECONDS", 300, low=0, high=day),
             # Well inside host.json's 5-minute functionTimeout: the phases after it finish their current call.
             tick_budget=r.seconds("TICK_BUDGET_SECONDS", 120, low=5, high=240),
+            # Before scaling: a backlog of changes (an outage's worth) must not delay a wake or a park.
+            reconcile_budget=r.seconds("RECONCILE_BUDGET_SECONDS", 30, low=1, high=240),
         )
 
 

@@ -2,7 +2,7 @@
 
 1. status_load   the status row (scaling memory, maintenance cadence, sweep and audit positions)
 2. jobs          our period jobs (one List Jobs call); a completed one is deleted (shared/job_lifecycle.py)
-3. reconcile     changed tasks -> ledger rows (its cost follows the change rate, not history)
+3. reconcile     changed tasks -> ledger rows, at most RECONCILE_BUDGET_SECONDS (a listing resumes next tick)
 4. recovery      re-add tasks that failed for the infrastructure's reasons; submit uploads whose trigger
                  failed (shared/recovery.py) - before the counts, so this tick's scaling sees them
 5. task_counts   the jobs' counts (unknown counts: no scaling this tick - unknown work is not "idle")
@@ -16,9 +16,10 @@
 9. status_save   the status row, assembled from what this tick saw
 
 Bounded: every phase before scaling is sized by the work that changed since the last tick, never by the
-container, the ledger or the job's age; maintenance and the audit come after scaling, read a bounded
-number of pages or items, and start nothing new once the tick budget is spent - what is left is recorded
-(`Deferred` in the status row) and resumes from saved positions on the next tick.
+container, the ledger or the job's age, and reconcile also by its own time budget; maintenance and the
+audit come after scaling, read a bounded number of pages or items, and start nothing new once the tick
+budget is spent - what is left is recorded (`Deferred` in the status row) and resumes from saved
+positions on the next tick.
 
 A failing phase is logged and recorded in the status row but does not stop the later ones - above
 all, a ledger outage never stops the pool from waking or parking. The entry point raises `TickFailed`
@@ -136,7 +137,9 @@ class TimerService:
                 self.monitor, report.job, now=now, retention=self.settings.completed_task_retention,
                 current_job=self.jobs.job_for(now, now))) or []
         if live is not None:
-            report.reconcile = _guard(report, "reconcile", lambda: self.reconciler.run(live))
+            reconcile_end = started + self.settings.reconcile_budget.total_seconds()
+            report.reconcile = _guard(report, "reconcile", lambda: self.reconciler.run(
+                live, time_left=lambda: reconcile_end - time.monotonic()))
         # Before the counts: tasks added again here are seen by this tick's scaling (woken in the same tick).
         if report.reconcile is not None and report.reconcile.to_resubmit:
             _guard(report, "recovery", lambda: self._resubmit_failed(report))

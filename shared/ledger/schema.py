@@ -87,6 +87,13 @@ class Col:
     PENDING_SINCE = "PendingSince"
     # The watermark row's one column:
     WATERMARK = "Watermark"
+    # A task listing the reconciler left unfinished (out of time), resumed by the next tick:
+    LISTING_STARTED = "ListingStarted"   # when it began (the watermark never passes this)
+    LISTING_SINCE = "ListingSince"       # its stateTransitionTime filter (absent: every task)
+    LISTING_DONE = "ListingDone"         # jobs listed to the end, comma-separated
+    LISTING_JOB = "ListingJob"           # the job it stopped in ...
+    LISTING_TOKEN = "ListingToken"       # ... and the continuation token of that job's next page
+    LISTING_NEWEST = "ListingNewest"     # the newest transition it has seen so far
     # What was published for the row (shared/events.py): the event's id, when, and to which sinks:
     EVENT_ID = "EventId"
     EVENT_PUBLISHED_AT = "EventPublishedAt"

@@ -8,7 +8,7 @@ reads as empty.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -284,11 +284,14 @@ class Ledger:
     def read_watermark(self) -> StoredRow | None:
         return self.get(WATERMARK_ROW, partition=STATUS_PARTITION)
 
-    def write_watermark(self, value: datetime, etag: str | None, now: datetime) -> bool:
-        """Move the watermark, conditional on the row read; False when another tick moved it first."""
-        entity = {"PartitionKey": STATUS_PARTITION, "RowKey": WATERMARK_ROW, Col.WATERMARK: value,
-                  Col.UPDATED_AT: now}
-        return self._write_status_partition(entity, etag, UpdateMode.MERGE)
+    def write_watermark(self, value: datetime | None, etag: str | None, now: datetime,
+                        listing: Mapping[str, Any] | None = None) -> bool:
+        """Write the watermark and the unfinished listing's columns (none: no listing in progress), replacing
+        the row read; False when another tick wrote it first."""
+        entity = {"PartitionKey": STATUS_PARTITION, "RowKey": WATERMARK_ROW, Col.UPDATED_AT: now,
+                  **({Col.WATERMARK: value} if value is not None else {}),
+                  **{k: v for k, v in (listing or {}).items() if v is not None}}
+        return self._write_status_partition(entity, etag, UpdateMode.REPLACE)
 
     def _write_status_partition(self, entity: dict[str, Any], etag: str | None, mode: UpdateMode) -> bool:
         try:

@@ -88,7 +88,7 @@ def test_only_past_jobs_beyond_the_retention_with_nothing_waiting_are_candidates
 
 
 def _reconciled(**kw) -> ReconcileResult:
-    return ReconcileResult(**kw)
+    return ReconcileResult(**{"listed_jobs": {OLDER, CURRENT}, "listing_complete": True, **kw})
 
 
 def _held(job_id: str) -> TaskSnapshot:
@@ -102,6 +102,7 @@ def _held(job_id: str) -> TaskSnapshot:
     (_reconciled(unfinished_by_job={OLDER: 1}), []),                  # it listed a task still going
     (_reconciled(unfinished_by_job={CURRENT: 3}), [OLDER]),            # another job's work does not matter
     (_reconciled(to_resubmit=[_held(OLDER)]), []),                     # a re-add into it is pending
+    (_reconciled(listed_jobs={CURRENT}, listing_complete=False), []),  # out of time before listing it
 ])
 def test_a_candidate_is_deleted_only_after_a_complete_quiet_reconcile(reconcile, retired):
     batch = FakeJobs([view(OLDER)])

@@ -40,9 +40,20 @@ class FakeTasks:
         if origin:
             self.origins[task.task_id] = origin
 
-    def list_task_changes(self, job_ids, since):
-        self.list_calls.append(since)
-        return [t for t in self.tasks.values() if since is None or t.state_transition_time >= since]
+    page_size = 1000
+
+    def task_change_pages(self, job_id, since, token=None):
+        """Pages of the changed tasks in insertion order; the token is the next page's start index."""
+        if token is None:
+            self.list_calls.append(since)
+        changed = [t for t in self.tasks.values() if since is None or t.state_transition_time >= since]
+        start = int(token or 0)
+        while True:
+            page = changed[start:start + self.page_size]
+            start += self.page_size
+            yield page, (str(start) if start < len(changed) else None)
+            if start >= len(changed):
+                return
 
     def task_origin(self, job_id, task_id):
         return self.origins.get(task_id) if task_id in self.tasks else None
@@ -77,7 +88,9 @@ def failed(task_id, at, start, retries=1):
 
 
 class Clock:
-    def __init__(self, now=T0):
+    """The function's clock: after the task transitions the tests list (a listing never marks past its start)."""
+
+    def __init__(self, now=T0 + timedelta(hours=1)):
         self.now = now
 
     def __call__(self):
@@ -245,7 +258,7 @@ def test_unknown_task_is_adopted_with_its_origin(env):
     assert row[Col.STATE] == "succeeded" and row[Col.INPUT_NAME] == "old/deploy é.mp4"
     assert row[Col.INPUT_ETAG] == "0xABC" and row[Col.TASK_ID] == "orphan-x"
     assert row[Col.OUTPUT_URL] == OUTPUT_BASE + "old/deploy é.mp3"
-    assert row[Col.ADOPTED_AT] == T0
+    assert row[Col.ADOPTED_AT] == env["clock"].now
     # the trigger's late insert-only write cannot overwrite the adopted row
     submit_row(table, "orphan-x", "old/deploy é.mp4")
     assert table.get_entity(JOB, "orphan-x")[Col.STATE] == "succeeded"
@@ -381,11 +394,49 @@ def test_a_task_listed_twice_while_paging_is_written_once_with_its_latest_state(
     early, late = running("dup", T0), succeeded("dup", T0 + timedelta(seconds=9), start=T0)
 
     class Twice(FakeTasks):
-        def list_task_changes(self, job_ids, since):
-            return [early, late]
+        def task_change_pages(self, job_id, since, token=None):
+            yield [early, late], None
 
     rec = Reconciler(tasks=Twice(), ledger=Ledger(table, JOB), overlap=timedelta(seconds=60), failure_log=None,
                      output_url=None, clock=env["clock"])
     result = rec.run(JOBS)
     assert result.complete and result.updated == 1 and result.transactions == 1
     assert table.get_entity(JOB, "dup")[Col.STATE] == "succeeded"
+
+
+def test_out_of_time_the_listing_resumes_next_run_where_it_stopped(env):
+    table, tasks, clock = env["table"], env["tasks"], env["clock"]
+    tasks.page_size = 2
+    for i in range(5):
+        submit_row(table, f"p{i}", f"p{i}.mp4")
+        tasks.put(succeeded(f"p{i}", T0 + timedelta(seconds=i), start=T0))
+    rec = env["make"]()
+    first = rec.run(JOBS, time_left=lambda: 0.0)  # one page, then out of time
+    assert first.listed == 2 and not first.listing_complete and first.watermark_after is None
+    saved = table.get_entity(STATUS_PARTITION, WATERMARK_ROW)
+    assert saved[Col.LISTING_JOB] == JOBS[0] and saved[Col.LISTING_TOKEN] == "2"
+    second = rec.run(JOBS, time_left=lambda: 0.0)
+    assert second.listed == 2 and not second.listing_complete
+    third = rec.run(JOBS)
+    assert third.listed == 1 and third.listing_complete and third.listed_jobs == set(JOBS)
+    assert all(table.get_entity(JOB, f"p{i}")[Col.STATE] == "succeeded" for i in range(5))
+    # The watermark moves once, at the end, to the newest transition seen (before the listing began).
+    assert third.watermark_after == T0 + timedelta(seconds=4)
+    assert Col.LISTING_STARTED not in table.get_entity(STATUS_PARTITION, WATERMARK_ROW)
+    assert tasks.list_calls == [None]  # one listing, started once and resumed twice from its token
+
+
+def test_the_watermark_never_passes_the_start_of_a_listing_spread_over_runs(env):
+    """A task that changes in a job already listed while the listing goes on must be in the next window."""
+    table, tasks, clock = env["table"], env["tasks"], env["clock"]
+    tasks.page_size = 1
+    clock.now = T0 + timedelta(minutes=1)
+    for i in range(2):
+        submit_row(table, f"w{i}", f"w{i}.mp4")
+        tasks.put(running(f"w{i}", T0 + timedelta(seconds=i)))
+    rec = env["make"](overlap=timedelta(seconds=0))
+    rec.run(JOBS, time_left=lambda: 0.0)
+    clock.now = T0 + timedelta(minutes=10)
+    tasks.put(running("late", T0 + timedelta(minutes=9)), Origin("late", "late.mp4", "input", "0x9", "late.mp3", T0))
+    done = rec.run(JOBS)
+    assert done.listing_complete and done.watermark_after == T0 + timedelta(minutes=1)  # the listing's start

@@ -31,7 +31,7 @@ SETTINGS = TimerSettings(idle_grace=timedelta(seconds=120), autoscale_handback=t
                          reconcile_overlap=timedelta(seconds=60), sweep_interval=timedelta(minutes=10),
                          sweep_min_age=timedelta(minutes=5), completed_task_retention=timedelta(hours=1),
                          status_heartbeat=timedelta(minutes=5), sweep_page_size=5000, sweep_pages_per_tick=2,
-                         tick_budget=timedelta(seconds=120))
+                         tick_budget=timedelta(seconds=120), reconcile_budget=timedelta(seconds=30))
 
 
 @dataclass
@@ -85,7 +85,7 @@ class FakeReconciler:
 
     job_ids: list = field(default_factory=list)
 
-    def run(self, job_ids):
+    def run(self, job_ids, time_left=lambda: 1.0):
         self.job_ids.append(list(job_ids))
         if isinstance(self.result, Exception):
             raise self.result
@@ -244,7 +244,7 @@ def test_overlapping_tick_in_one_process_is_skipped():
     gate, release = threading.Event(), threading.Event()
 
     class SlowReconciler(FakeReconciler):
-        def run(self, job_ids):
+        def run(self, job_ids, time_left=lambda: 1.0):
             gate.set()
             release.wait(5)
             return ReconcileResult()

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.batch import models as batch_models
 
+from shared import batch as batch_module
 from shared.batch import API_VERSION, AzureBatch
 from shared.batch_types import PoolActionRefused
 from shared.job_periods import JobPeriods
@@ -118,9 +119,10 @@ def test_task_reads_filters_and_delete(emulator):
                                 batch_models.OutputFileUploadHeader(name="x-ms-meta-source_etag", value="0xE")])))]))
     wait_for(lambda: client.get_task(job_id, "t1").state == "completed", 20, what="task done")
     assert [(j.job_id, j.state) for j in monitor.our_jobs()] == [(job_id, "active")]
-    changed = list(monitor.list_task_changes([job_id], before))
+    [(changed, token)] = list(monitor.task_change_pages(job_id, before))
     assert [(t.task_id, t.job_id) for t in changed] == [("t1", job_id)] and changed[0].state == "completed"
-    assert list(monitor.list_task_changes([job_id], datetime.now(timezone.utc) + timedelta(minutes=1))) == []
+    assert token is None
+    assert list(monitor.task_change_pages(job_id, datetime.now(timezone.utc) + timedelta(minutes=1))) == [([], None)]
     origin = monitor.task_origin(job_id, "t1")
     assert (origin.input_name, origin.input_container, origin.input_etag, origin.output_name) == \
         ("folder/a b.mp4", "in", "0xE", "folder/a b.mp3")
@@ -131,6 +133,22 @@ def test_task_reads_filters_and_delete(emulator):
     monitor.delete_job(job_id)
     monitor.delete_job(job_id)  # already deleting or gone is fine
     wait_for(lambda: monitor.our_jobs() == [], 20, what="job deleted")
+
+
+def test_a_task_listing_resumes_from_its_continuation_token(emulator, monkeypatch):
+    """Reconcile saves the token of the next page when it runs out of time; the SDK must resume from it."""
+    monkeypatch.setattr(batch_module, "_PAGE", 2)
+    client = emulator.client()
+    pool_id, job_id = unique("p-"), unique("j-")
+    client.create_job(batch_models.BatchJobCreateOptions(id=job_id, pool_info=batch_models.BatchPoolInfo(pool_id=pool_id)))
+    client.create_tasks(job_id, [batch_models.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/sh -c true")
+                                 for i in range(5)])
+    monitor = _monitor(client, pool_id, job_id)
+    first, token = next(iter(monitor.task_change_pages(job_id, None)))
+    assert len(first) == 2 and token
+    rest = list(monitor.task_change_pages(job_id, None, token))
+    assert [len(page) for page, _ in rest] == [2, 1] and rest[-1][1] is None
+    assert sorted(t.task_id for t in first + [t for page, _ in rest for t in page]) == [f"t{i}" for i in range(5)]
 
 
 def test_pool_actions_use_the_api_version_the_sdk_sends(emulator):

@@ -40,7 +40,7 @@ FAST = TimerSettings(
     idle_grace=timedelta(seconds=1), autoscale_handback=timedelta(seconds=1),
     reconcile_overlap=timedelta(seconds=5), sweep_interval=timedelta(days=1), sweep_min_age=timedelta(0),
     completed_task_retention=timedelta(days=1), status_heartbeat=timedelta(hours=1), sweep_page_size=5000,
-    sweep_pages_per_tick=2, tick_budget=timedelta(seconds=120))
+    sweep_pages_per_tick=2, tick_budget=timedelta(seconds=120), reconcile_budget=timedelta(seconds=30))
 
 
 @dataclass
