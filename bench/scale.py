@@ -254,6 +254,8 @@ def run_size(size: int, options: Options, work: Path) -> dict[str, Any]:
         "timer_per_upload": {k: round(v / size, 3) for k, v in day["timer_by_kind"].items()},
         "timer_operations": day["timer"], "trigger_operations": day["trigger"],
         "timer_per_upload_by_module": {k: round(v / size, 3) for k, v in day.get("timer_by_module", {}).items()},
+        "ledger_read_rows_keys_per_upload": {k: round(v / size, 3)
+                                             for k, v in day.get("read_rows_keys_by_caller", {}).items()},
         "deliveries": day["deliveries"], "trigger_errors": day["trigger_errors"],
         "history_blobs": size, "history_changed": checked["history_changed"], "row_states": checked["states"],
         "jobs_at_end": jobs, "emulator_task_adds": emulator_ops["operations"].get("Task_Add", {}),

@@ -132,6 +132,7 @@ class Day:
         self.batch = BatchClient(self.values["BATCH_ACCOUNT_URL"], AzureNamedKeyCredential(
             self.values["BATCH_ACCOUNT_NAME"], self.values["BATCH_ACCOUNT_KEY"]))
         self.ledger = build_service(settings).ledger  # uncounted: the harness's own drain check
+        self.read_rows_keys = self._count_ledger_reads()
         self.ticks: list[Tick] = []
         self.uploaded: dict[str, str] = {}
         self.deliveries = 0
@@ -141,6 +142,24 @@ class Day:
         self._stop = threading.Event()
         self._rng = random.Random(13)
         self._t0 = time.monotonic()
+
+    @staticmethod
+    def _count_ledger_reads() -> Counter[str]:
+        """Row keys asked of Ledger.read_rows, by calling app module: its point reads run on the ledger's own worker
+        threads, where the transport cannot see who asked. Measurement only: the call goes through unchanged."""
+        from shared.ledger.table import Ledger
+
+        counts: Counter[str] = Counter()
+        lock = threading.Lock()
+        original = Ledger.read_rows
+
+        def read_rows(ledger, row_keys, *args, **kwargs):
+            with lock:
+                counts[app_module(sys._getframe(1))] += len(row_keys)
+            return original(ledger, row_keys, *args, **kwargs)
+
+        Ledger.read_rows = read_rows  # type: ignore[method-assign]
+        return counts
 
     # --- the timer ------------------------------------------------------------------------------------------
     def _timer_loop(self) -> None:
@@ -245,6 +264,7 @@ class Day:
             "timer": {f"{s} {o}": n for (s, o), n in sorted(self.timer_transport.snapshot().items())},
             "timer_by_module": {f"{s} {m}": n for (s, m), n in sorted(self.timer_transport.by_module.items())},
             "trigger_by_module": {f"{s} {m}": n for (s, m), n in sorted(self.trigger_transport.by_module.items())},
+            "read_rows_keys_by_caller": dict(self.read_rows_keys),
             "trigger_by_kind": _by_kind(self.trigger_transport.snapshot()),
             "timer_by_kind": _by_kind(self.timer_transport.snapshot()),
             "ticks": [t.__dict__ for t in self.ticks], "bursts": self.bursts,
