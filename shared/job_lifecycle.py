@@ -13,10 +13,10 @@ whole - one call, however many tasks it holds - when
   1. its task counts, read before this tick's reconcile, show no active and no running task (one call
      per such job: `drained_candidates`), and
   2. this tick's reconcile listed it to its last page, with every write done, found no unfinished task
-     of it and held none back for a re-add (`retire`). Every task completed before the counts were read was either listed by this
-     complete run or, being older than the watermark's re-list window, by an earlier complete run - the
-     watermark only moves past transitions whose rows were written. So every row of the job shows its
-     task's final state.
+     of it and held none back for a re-add (`retire`).
+Every task completed before the counts were read was listed either by this complete run or, being older
+than the watermark's re-list window, by an earlier complete run - the watermark only moves past
+transitions whose rows were written. So every row of the job shows its task's final state.
 A row left unfinished anyway (a lost write, a re-add that failed, a late upload of that period added
 between the counts and the delete) finds its task gone at the liveness audit and is re-added or ended
 there: deleting a job never strands a file.

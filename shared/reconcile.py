@@ -106,7 +106,7 @@ class Listing:
     newest: datetime | None = None      # the newest transition seen so far
 
     def after_page(self, job_id: str, token: str | None, newest: datetime | None) -> Listing:
-        best = newest if self.newest is None or (newest is not None and newest > self.newest) else self.newest
+        best = max((t for t in (self.newest, newest) if t is not None), default=None)
         return replace(self, job=job_id, token=token, newest=best)
 
     def job_done(self, job_id: str) -> Listing:

@@ -71,8 +71,9 @@ class Resubmitter:
         self._reset_containers()
         if task_exists:
             self._delete_task(row.task_job, task_id)
+        job_id = self._submitter.job_for(current)  # once: the task and the row name the same job
         try:
-            added = self._submitter.add_task(current)
+            added = self._submitter.add_task(current, job_id=job_id)
         except TaskRejected as exc:
             self._end(row, f"{why}; Batch refused the task again: {exc}")
             return Redo.ENDED
@@ -81,7 +82,8 @@ class Resubmitter:
         now = self._clock()
         self._ledger.commit([RowWrite("update", {
             "PartitionKey": row.job_id, "RowKey": row.row_key, Col.STATE: State.QUEUED.value,
-            Col.JOB_ID: self._submitter.job_for(current), Col.RESUBMITS: row.resubmits + 1, Col.RESUBMIT_REASON: why[:_MAX_TEXT], Col.UPDATED_AT: now}, row.etag)])
+            Col.JOB_ID: job_id, Col.RESUBMITS: row.resubmits + 1, Col.RESUBMIT_REASON: why[:_MAX_TEXT],
+            Col.UPDATED_AT: now}, row.etag)])
         event(_log, logging.WARNING, "recovery.resubmitted", blob_name=naming.printable_name(row.input_name),
               task_id=task_id, reason=why, resubmits=row.resubmits + 1)
         return Redo.RESUBMITTED

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .batch_types import NodeView, TaskCounts
-from .job_lifecycle import JobHealth
+from .job_lifecycle import JobHealth, Retirement
 from .liveness import AuditResult
 from .ledger import Ledger
 from .log import event, get_logger
@@ -192,9 +192,10 @@ def errors_text(errors: list[str]) -> str | None:
 
 def after_tick(old: StatusRecord, *, errors: list[str], reconcile: ReconcileResult | None, counts: TaskCounts | None,
                scaling: ScalingOutcome | None, sweep: SweepResult | None, nodes: tuple[NodeView, ...],
-               pool_id: str, job_id: str, now: datetime) -> StatusRecord:
+               deferred: list[str], pool_id: str, job_id: str, now: datetime) -> StatusRecord:
     """The status row as a tick leaves it: what it read and did, on top of the row it loaded."""
-    r = replace(old, PoolId=pool_id, JobId=job_id, LastTickError=errors_text(errors))
+    r = replace(old, PoolId=pool_id, JobId=job_id, LastTickError=errors_text(errors),
+                Deferred=",".join(deferred) or None)
     if reconcile is not None:
         r = replace(r, Watermark=reconcile.watermark_after)
     if counts is not None:
@@ -235,12 +236,15 @@ def after_tick(old: StatusRecord, *, errors: list[str], reconcile: ReconcileResu
     return r
 
 
-def with_healing(r: StatusRecord, *, job: JobHealth | None, pending: PendingResult | None,
-                 audit: AuditResult | None, now: datetime) -> StatusRecord:
-    """The self-healing part of the status row: the job's state, pending uploads, the audit's place."""
+def with_healing(r: StatusRecord, *, job: JobHealth | None, retirement: Retirement | None,
+                 pending: PendingResult | None, audit: AuditResult | None, now: datetime) -> StatusRecord:
+    """The self-healing part of the status row: the jobs' states and the last ones deleted, pending uploads,
+    the audit's place."""
     if job is not None:
         r = replace(r, JobState=job.summary,
                     JobHealing=f"{now:%Y-%m-%d %H:%M:%S}Z {job.action}" if job.action else r.JobHealing)
+    if retirement is not None and retirement.retired:
+        r = replace(r, JobsRetired=f"{now:%Y-%m-%d %H:%M:%S}Z {', '.join(retirement.retired)}")
     if pending is not None and pending.all_handled:
         r = replace(r, PendingSince=None)
     if audit is not None:

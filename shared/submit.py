@@ -106,9 +106,11 @@ class Submitter:
             return self._not_submitted(blob, row_key, State.REJECTED, chosen.reason)
         return self._submit(blob, row_key, chosen)
 
-    def add_task(self, blob: BlobVersion, options: ConversionOptions | None = None) -> AddOutcome:
+    def add_task(self, blob: BlobVersion, options: ConversionOptions | None = None,
+                 job_id: str | None = None) -> AddOutcome:
         """Add (or add again) the task of a valid MP4 version, with fresh storage access; no ledger write.
-        `options` None: the version's own metadata's (a re-add reads the same version, so the same options).
+        `options` None: the version's own metadata's (a re-add reads the same version, so the same options);
+        `job_id` None: the version's job (`job_for`).
         Raises TaskRejected when Batch refuses the task itself, or the version's options are invalid."""
         assert blob.etag is not None
         if options is None:
@@ -120,7 +122,7 @@ class Submitter:
                               input_name=blob.name, input_etag=blob.etag, output_name=naming.output_name(blob.name),
                               options=options)
         return self._batch.add_task(build_task(request, self._access.for_blob(blob.container, blob.name, blob.version_id),
-                                               self._limits), self.job_for(blob))
+                                               self._limits), job_id or self.job_for(blob))
 
     def job_for(self, blob: BlobVersion) -> str:
         """The job of the version's period: the same for every path that submits this version."""
@@ -147,12 +149,13 @@ class Submitter:
                 f"its MP3 {output_name!r} is already written for the input {twin!r} (names that differ only in "
                 "the extension's case make the same MP3); rename one of them"))
         try:
-            added = self.add_task(blob, options)
+            job_id = self.job_for(blob)  # once: the task and its row must name the same job
+            added = self.add_task(blob, options, job_id)
         except TaskRejected as exc:
             return self._not_submitted(blob, task_id, State.REJECTED, f"Batch refused the task: {exc}")
         written = self._ledger.record(self._row(blob, task_id, State.QUEUED, None, output_name, task_id, options,
-                                                batch_job_id=self.job_for(blob)))
-        event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=self.job_for(blob),
+                                                batch_job_id=job_id))
+        event(_log, logging.INFO, "upload.submitted", blob_name=blob.name, task_id=task_id, job_id=job_id,
               etag=blob.etag, size=blob.size, output_name=output_name, task=added.value, options=options.canonical(),
               ledger_row="inserted" if written else "existing")
         self._supersede_older_versions(blob, name, task_id, related)

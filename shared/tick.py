@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -127,6 +127,7 @@ class TimerService:
         def time_left() -> float:
             return deadline - time.monotonic()
 
+        current_job = self.jobs.job_for(now, now)
         report.job = _guard(report, "jobs", lambda: check_jobs(self.monitor))
         # Without the job list there is nothing to read tasks from; an unknown state is not "idle" either.
         live = report.job.live_ids if report.job is not None else None
@@ -135,7 +136,7 @@ class TimerService:
             # Counts before the listing: what completed before this read, this tick's reconcile will see.
             drained = _guard(report, "jobs", lambda: drained_candidates(
                 self.monitor, report.job, now=now, retention=self.settings.completed_task_retention,
-                current_job=self.jobs.job_for(now, now))) or []
+                current_job=current_job)) or []
         if live is not None:
             reconcile_end = started + self.settings.reconcile_budget.total_seconds()
             report.reconcile = _guard(report, "reconcile", lambda: self.reconciler.run(
@@ -173,10 +174,9 @@ class TimerService:
 
         new_record = after_tick(record, errors=report.errors, reconcile=report.reconcile, counts=report.counts,
                                 scaling=report.scaling, sweep=report.sweep, nodes=control.nodes,
-                                pool_id=self.pool_id, job_id=self.jobs.job_for(now, now), now=now)
-        new_record = with_healing(new_record, job=report.job, pending=report.pending, audit=report.audit, now=now)
-        new_record = replace(new_record, Deferred=",".join(report.deferred) or None,
-                             JobsRetired=_retired_text(report.retirement, now) or record.JobsRetired)
+                                deferred=report.deferred, pool_id=self.pool_id, job_id=current_job, now=now)
+        new_record = with_healing(new_record, job=report.job, retirement=report.retirement, pending=report.pending,
+                                  audit=report.audit, now=now)
         increments = Increments(report.reconcile.newly_succeeded, report.reconcile.newly_failed) \
             if report.reconcile else Increments()
         report.status_written = bool(_guard(report, "status_save",
@@ -239,12 +239,6 @@ def _work(counts: TaskCounts | None, rec: ReconcileResult | None) -> WorkSnapsho
     active = max(counts.active if counts else 0, rec.seen_active if rec else 0)
     running = max(counts.running if counts else 0, rec.seen_running if rec else 0)
     return WorkSnapshot(active=active, running=running)
-
-
-def _retired_text(retirement: Retirement | None, now: datetime) -> str | None:
-    if retirement is None or not retirement.retired:
-        return None
-    return f"{now:%Y-%m-%d %H:%M:%S}Z {', '.join(retirement.retired)}"
 
 
 def _due(last: datetime | None, now: datetime, interval: timedelta) -> bool:
